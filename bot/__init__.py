@@ -1,0 +1,1 @@
+"""Archon Bot: plan with a strong model, implement with a cheap one."""
