@@ -1,0 +1,43 @@
+"""GitHub App authentication through PyGithub: App JWT → installation token, honouring GITHUB_API_URL.
+
+No hand-rolled JWT or token refresh: PyGithub's `AppAuth` signs, `AppInstallationAuth` refreshes.
+"""
+
+from __future__ import annotations
+
+from github import Auth, Github, GithubIntegration, GithubRetry
+
+from bot.settings import Settings
+
+#: Seconds per HTTP request to GitHub; PyGithub's retry handles 5xx and rate limits on top.
+TIMEOUT = 15
+
+
+def _retry() -> GithubRetry:
+    # Three attempts with short backoff: triage must stay fast; a longer outage fails the job visibly.
+    return GithubRetry(total=3, backoff_factor=0.5, secondary_rate_wait=10)
+
+
+def app_auth(settings: Settings) -> Auth.AppAuth:
+    app_id, key = settings.require_app_credentials()
+    return Auth.AppAuth(app_id, key)
+
+
+def installation_github(settings: Settings, installation_id: int) -> Github:
+    """A client acting as the installation. Lazy: objects are built without a GET until read."""
+    auth = app_auth(settings).get_installation_auth(installation_id)
+    return Github(auth=auth, base_url=settings.github_api_url, lazy=True, timeout=TIMEOUT, retry=_retry())
+
+
+def app_integration(settings: Settings) -> GithubIntegration:
+    """A client acting as the App itself (installations, manifest-independent App endpoints)."""
+    return GithubIntegration(
+        auth=app_auth(settings), base_url=settings.github_api_url, timeout=TIMEOUT, retry=_retry()
+    )
+
+
+def github_for_repo(settings: Settings, full_name: str) -> tuple[Github, int]:
+    """Installation client for a repository found by name (CLI use: no webhook payload to read)."""
+    owner, _, repo = full_name.partition("/")
+    installation = app_integration(settings).get_repo_installation(owner, repo)
+    return installation_github(settings, installation.id), installation.id

@@ -1,0 +1,111 @@
+"""The bot's GitHub operations on one repository, over PyGithub. The only module that writes to GitHub.
+
+Every comment the bot writes carries a marker (`markers`); `upsert_comment` looks for it first, so a
+retried job, a duplicate job or a 5xx followed by a retry never posts twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from github import Github, GithubException, UnknownObjectException
+from github.IssueComment import IssueComment
+
+from bot.github.markers import has_marker, with_marker
+from bot.labels import LabelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PostedComment:
+    id: int
+    html_url: str
+
+
+class RepoForge:
+    """One repository, seen through an installation client."""
+
+    def __init__(self, github: Github, full_name: str) -> None:
+        self.full_name = full_name
+        self.repo = github.get_repo(full_name, lazy=True)
+
+    # --- who asked ---------------------------------------------------------------------------
+
+    def permission(self, login: str) -> tuple[str, str]:
+        """(permission, role name) of a user: `maintain` and `triage` only show in the role name."""
+        try:
+            permission = self.repo.get_collaborator_permission(login)
+        except UnknownObjectException:
+            return "none", "none"
+        return permission, self.repo.get_collaborator_role_name(login)
+
+    # --- reactions and comments ----------------------------------------------------------------
+
+    def react(self, issue: int, comment_id: int | None, content: str = "eyes") -> None:
+        target = self.repo.get_issue(issue)
+        if comment_id is not None:
+            target = target.get_comment(comment_id)
+        target.create_reaction(content)
+
+    def find_comment(self, issue: int, kind: str, key: str) -> IssueComment | None:
+        for comment in self.repo.get_issue(issue).get_comments():
+            if comment.user.type == "Bot" and has_marker(comment.body, kind, key):
+                return comment
+        return None
+
+    def upsert_comment(self, issue: int, kind: str, key: str, body: str) -> PostedComment:
+        """Create the comment with this marker, or edit the one that already exists."""
+        text = body if has_marker(body, kind, key) else with_marker(body, kind, key)
+        existing = self.find_comment(issue, kind, key)
+        if existing is None:
+            created = self.repo.get_issue(issue).create_comment(text)
+            return PostedComment(created.id, created.html_url)
+        if existing.body != text:
+            existing.edit(text)
+        return PostedComment(existing.id, existing.html_url)
+
+    def edit_comment(self, issue: int, comment_id: int, kind: str, key: str, body: str) -> PostedComment:
+        """Edit a known comment; if it was deleted, post it again rather than lose the update."""
+        try:
+            comment = self.repo.get_issue(issue).get_comment(comment_id)
+            comment.edit(body)
+            return PostedComment(comment.id, comment.html_url)
+        except UnknownObjectException:
+            log.warning("comment %s on %s#%s is gone; posting anew", comment_id, self.full_name, issue)
+            return self.upsert_comment(issue, kind, key, body)
+
+    # --- repository content and labels --------------------------------------------------------
+
+    def read_file(self, path: str) -> str | None:
+        """A file from the default branch, or None if it does not exist."""
+        try:
+            content = self.repo.get_contents(path)
+        except UnknownObjectException:
+            return None
+        if isinstance(content, list):
+            raise IsADirectoryError(f"{path} is a directory in {self.full_name}")
+        return content.decoded_content.decode()
+
+    def ensure_labels(self, specs: Iterable[LabelSpec]) -> list[str]:
+        """Create the labels that are missing; never delete or rename one. Returns names created."""
+        existing = {label.name.lower() for label in self.repo.get_labels()}
+        created = []
+        for spec in specs:
+            if spec.name.lower() in existing:
+                continue
+            try:
+                self.repo.create_label(spec.name, spec.color, spec.description)
+                created.append(spec.name)
+            except GithubException as error:
+                if not _already_exists(error):
+                    raise
+        return created
+
+
+def _already_exists(error: GithubException) -> bool:
+    """A concurrent install created it first: GitHub answers 422 `already_exists`."""
+    errors = (error.data or {}).get("errors", []) if isinstance(error.data, dict) else []
+    return error.status == 422 and any(e.get("code") == "already_exists" for e in errors)

@@ -1,0 +1,136 @@
+"""RQ job functions and their callbacks: the entry points of worker processes.
+
+Jobs receive plain values (a task envelope, a run id) and build what they need themselves: settings
+from the worker's environment, an installation client from the App credentials. One failure path per
+job kind tells the user on GitHub, logs with context, and never hides the original error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq import get_current_job
+from rq.job import Job
+
+from bot import workflow
+from bot.events import CommandTask, LabelsTask, TaskEnvelope
+from bot.github.auth import installation_github
+from bot.github.forge import RepoForge
+from bot.labels import label_specs
+from bot.queue import JobQueue
+from bot.runs import RunRecord, RunState, RunStore, now
+from bot.settings import load_settings
+from bot.status import STATUS_KIND, render_status
+from bot.triage import REPLY_KIND, Triage
+
+log = logging.getLogger(__name__)
+
+TRIAGE_FAILED = (
+    "I could not handle this request because of an error on my side ({reason}). Nothing was started; "
+    "repeat the command or re-apply the label to try again."
+)
+
+
+def _forge(installation_id: int, repo: str) -> RepoForge:
+    return RepoForge(installation_github(load_settings(), installation_id), repo)
+
+
+def one_line(error: BaseException | None) -> str:
+    """An exception as one short line for people. Messages never carry secrets (see `settings`)."""
+    if error is None:
+        return "unknown error"
+    text = " ".join(str(error).split()) or "no message"
+    return f"{type(error).__name__}: {text}"[:300]
+
+
+# --- triage ----------------------------------------------------------------------------------------
+
+
+def triage(envelope: dict[str, Any]) -> str:
+    """React, check who asked, reply, enqueue runs; or create labels after an installation."""
+    task = TaskEnvelope.model_validate(envelope).task
+    job = get_current_job()
+    settings = load_settings()
+    github = installation_github(settings, task.installation_id)
+    if isinstance(task, LabelsTask):
+        return install_labels(github, task, settings.archon_label_presets)
+    log.info(
+        "triage %s on %s#%s by %s: %s", task.delivery_id, task.repo, task.issue, task.sender, task.trigger
+    )
+    queue = JobQueue(job.connection)
+    return Triage(settings, RepoForge(github, task.repo), queue, RunStore(job.connection), task).handle()
+
+
+def install_labels(github: Any, task: LabelsTask, presets: tuple[str, ...]) -> str:
+    specs = label_specs(presets)
+    created = {repo: RepoForge(github, repo).ensure_labels(specs) for repo in task.repos}
+    log.info("labels created after installation %s: %s", task.installation_id, created)
+    return f"created {sum(len(v) for v in created.values())} labels in {len(created)} repositories"
+
+
+def on_triage_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
+    """After the last attempt, tell the person who asked (once: the reply carries a marker)."""
+    if job.retries_left:
+        return  # RQ will try again
+    task = TaskEnvelope.model_validate(job.args[0]).task
+    log.error("triage %s failed: %s", task.delivery_id, one_line(value))
+    if isinstance(task, CommandTask):
+        body = f"@{task.sender} " + TRIAGE_FAILED.format(reason=one_line(value))
+        _forge(task.installation_id, task.repo).upsert_comment(task.issue, REPLY_KIND, task.delivery_id, body)
+
+
+# --- runs ------------------------------------------------------------------------------------------
+
+
+def _update(forge: RepoForge, store: RunStore, record: RunRecord) -> None:
+    store.save(record)
+    issue = record.config.issue
+    body = render_status(record)
+    if record.status_comment_id is None:
+        posted = forge.upsert_comment(issue, STATUS_KIND, record.run_id, body)
+    else:
+        posted = forge.edit_comment(issue, record.status_comment_id, STATUS_KIND, record.run_id, body)
+    record.status_comment_id, record.status_comment_url = posted.id, posted.html_url
+    store.save(record)
+
+
+def _load(connection: Any, run_id: str) -> tuple[RunStore, RunRecord]:
+    store = RunStore(connection)
+    record = store.load(run_id)
+    if record is None:
+        raise LookupError(f"run {run_id} has no record in Redis (expired or never saved)")
+    return store, record
+
+
+def execute_run(run_id: str) -> str:
+    """Drive one run: running → the workflow → done. Failures go through `on_run_failure`."""
+    store, record = _load(get_current_job().connection, run_id)
+    if record.state is RunState.CANCELLED:
+        return f"run {run_id} was cancelled before it started"
+    forge = _forge(record.installation_id, record.config.repo)
+    record.state, record.started_at = RunState.RUNNING, now()
+    _update(forge, store, record)
+    outcome = workflow.execute(record)
+    record.state, record.finished_at, record.summary = RunState.DONE, now(), outcome.summary
+    _update(forge, store, record)
+    return f"run {run_id} done"
+
+
+def _finish(job: Job, connection: Any, state: RunState, error: str | None, summary: str | None) -> None:
+    store, record = _load(connection, job.meta["run_id"])
+    record.state, record.finished_at, record.error = state, now(), error
+    record.summary = summary or record.summary
+    _update(_forge(record.installation_id, record.config.repo), store, record)
+
+
+def on_run_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
+    """The status comment says the run failed, where, and how to try again."""
+    log.error("run %s (%s) failed: %s", job.meta.get("run_id"), job.id, one_line(value))
+    _finish(job, connection, RunState.FAILED, one_line(value), None)
+
+
+def on_run_stopped(job: Job, connection: Any) -> None:
+    """`/archon cancel` stopped a running job."""
+    log.info("run %s (%s) stopped", job.meta.get("run_id"), job.id)
+    _finish(job, connection, RunState.CANCELLED, None, "Stopped while running.")

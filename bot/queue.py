@@ -1,0 +1,145 @@
+"""The durable queue: RQ on Redis, with two queues so triage never waits behind a long run.
+
+`accept_delivery` is the web handler's only write: it records the delivery id (SET NX, 3-day TTL) and
+enqueues the triage jobs in one MULTI/EXEC transaction, so a 2xx always means the work is in Redis and
+a redelivery never enqueues twice. Job functions are referenced by dotted name: the web process never
+imports the job code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+from rq import Callback, Queue, Retry
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+
+from bot.events import Task, TaskEnvelope
+
+TRIAGE_QUEUE = "archon-triage"
+RUNS_QUEUE = "archon-runs"
+DELIVERY_TTL = 4 * 24 * 3600  # GitHub lets people redeliver for 3 days; keep a day more.
+TRIAGE_TIMEOUT = 120
+ACTIVE_STATES = {
+    JobStatus.QUEUED,
+    JobStatus.STARTED,
+    JobStatus.DEFERRED,
+    JobStatus.SCHEDULED,
+    JobStatus.CREATED,
+}
+
+
+class ActiveRunError(RuntimeError):
+    """The same configuration is already queued or running on this issue."""
+
+    def __init__(self, job: Job, status: str) -> None:
+        super().__init__(f"job {job.id} is {status}")
+        self.job = job
+        self.status = status
+
+
+def connect(url: str) -> redis.Redis:
+    """A client that fails fast: the web handler must answer 503 quickly when Redis is away."""
+    return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
+
+
+@dataclass
+class JobQueue:
+    connection: redis.Redis
+
+    @property
+    def triage(self) -> Queue:
+        return Queue(TRIAGE_QUEUE, connection=self.connection)
+
+    @property
+    def runs(self) -> Queue:
+        return Queue(RUNS_QUEUE, connection=self.connection)
+
+    def ping(self) -> bool:
+        return bool(self.connection.ping())
+
+    def accept_delivery(self, delivery_id: str, tasks: Sequence[Task]) -> list[str] | None:
+        """Enqueue a delivery's tasks exactly once. None if this delivery was seen before."""
+        key = f"archon:delivery:{delivery_id}"
+        queue = self.triage
+        jobs = [self._triage_job(queue, task, index) for index, task in enumerate(tasks)]
+        with self.connection.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if pipe.exists(key):
+                    return None
+                pipe.multi()
+                pipe.set(key, "1", ex=DELIVERY_TTL)
+                for job in jobs:
+                    queue.enqueue_job(job, pipeline=pipe)
+                pipe.execute()
+            except redis.WatchError:
+                return None  # the same delivery raced us and won
+        return [job.id for job in jobs]
+
+    @staticmethod
+    def _triage_job(queue: Queue, task: Task, index: int) -> Job:
+        return queue.create_job(
+            "bot.jobs.triage",
+            args=(TaskEnvelope(task=task).model_dump(mode="json"),),
+            job_id=f"triage-{task.delivery_id}-{index}",
+            timeout=TRIAGE_TIMEOUT,
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            retry=Retry(max=2, interval=[5, 30]),
+            on_failure=Callback("bot.jobs.on_triage_failure"),
+            description=f"triage {task.kind} {task.delivery_id}",
+        )
+
+    def active_status(self, job_id: str) -> str | None:
+        """The RQ status of a job if it is queued or running, else None."""
+        try:
+            status = Job.fetch(job_id, connection=self.connection).get_status()
+        except NoSuchJobError:
+            return None
+        return status if status in ACTIVE_STATES else None
+
+    def enqueue_run(self, job_id: str, run_id: str, timeout: int) -> Job:
+        """Enqueue a run under its derived job id; `ActiveRunError` if that id is queued or running.
+
+        RQ's `unique` enqueue is atomic but also refuses ids of finished jobs, which should run again:
+        those are deleted and the enqueue is tried once more.
+        """
+        for _ in range(2):
+            try:
+                return self.runs.enqueue_call(
+                    "bot.jobs.execute_run",
+                    args=(run_id,),
+                    job_id=job_id,
+                    unique=True,
+                    timeout=timeout,
+                    result_ttl=7 * 24 * 3600,
+                    failure_ttl=30 * 24 * 3600,
+                    on_failure=Callback("bot.jobs.on_run_failure"),
+                    on_stopped=Callback("bot.jobs.on_run_stopped"),
+                    meta={"run_id": run_id},
+                    description=f"run {run_id}",
+                )
+            except DuplicateJobError:
+                job = Job.fetch(job_id, connection=self.connection)
+                status = job.get_status()
+                if status in ACTIVE_STATES:
+                    raise ActiveRunError(job, status) from None
+                job.delete()
+        raise RuntimeError(f"could not enqueue {job_id}: it keeps reappearing")
+
+    def cancel(self, job_id: str) -> str | None:
+        """Stop a queued or running job. Returns the status it had, or None if it was not active."""
+        from rq.command import send_stop_job_command
+
+        status = self.active_status(job_id)
+        if status is None:
+            return None
+        job = Job.fetch(job_id, connection=self.connection)
+        if status == JobStatus.STARTED:
+            send_stop_job_command(self.connection, job_id)
+        else:
+            job.cancel()
+        return status

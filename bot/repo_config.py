@@ -1,0 +1,86 @@
+"""`.github/archon.yml`: a repository's own settings, read from its default branch.
+
+One pydantic schema is the documentation and the validator. A malformed file is reported on the issue
+with the field and the reason, and nothing starts on a guess.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.providers.registry import ModelSpec, RegistryError, parse_models
+from bot.settings import PERMISSION_LEVELS
+from bot.triggers import Role
+
+CONFIG_PATH = ".github/archon.yml"
+
+
+class RepoConfigError(ValueError):
+    """The file is not valid; the message names the file, the field and the reason."""
+
+
+class TriggerPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    permissions: tuple[str, ...] | None = Field(
+        None, description="Roles that may start work here; the deployment's list when unset."
+    )
+
+    @field_validator("permissions")
+    @classmethod
+    def _known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for item in value or ():
+            if item not in PERMISSION_LEVELS:
+                raise ValueError(f"unknown permission {item!r}; choose from {PERMISSION_LEVELS}")
+        return value
+
+
+class RepoConfig(BaseModel):
+    """The whole file. Unknown keys are errors, so a typo never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, ModelSpec] = Field(
+        default_factory=dict, description="Aliases added or overridden for this repository."
+    )
+    defaults: dict[Role, str] = Field(
+        default_factory=dict, description="Model alias per role when a trigger names none."
+    )
+    triggers: TriggerPolicy = Field(default_factory=TriggerPolicy)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        try:
+            return parse_models(value or {}, CONFIG_PATH)
+        except RegistryError as error:
+            raise ValueError(str(error)) from error
+
+
+def parse_repo_config(text: str | None) -> RepoConfig:
+    """Parse the file's text (None: no file, so all defaults)."""
+    if text is None:
+        return RepoConfig()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise RepoConfigError(f"`{CONFIG_PATH}` is not valid YAML: {error}") from error
+    if data is None:
+        return RepoConfig()
+    if not isinstance(data, dict):
+        raise RepoConfigError(f"`{CONFIG_PATH}` must be a mapping at the top level.")
+    try:
+        return RepoConfig.model_validate(data)
+    except ValidationError as error:
+        raise RepoConfigError(_describe(error)) from error
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"`{CONFIG_PATH}`: `{field}`: {item['msg']}")
+    return "\n".join(lines)

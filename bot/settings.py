@@ -1,0 +1,144 @@
+"""Deployment configuration, read from the environment (and an optional `.env` file).
+
+One `Settings` object is built at an entry point (the CLI, the app factory, a job) and passed down;
+nothing reads the environment at import time. `.env.example` documents every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Repository permissions GitHub's collaborator-permission API reports, weakest first.
+PERMISSION_LEVELS = ("none", "read", "triage", "write", "maintain", "admin")
+
+DEFAULT_LABEL_PRESETS = (
+    "plan-opus impl-kimi",
+    "plan-opus impl-opus",
+    "plan-kimi impl-kimi",
+    "plan-kimi impl-opus",
+)
+
+
+class ConfigurationError(RuntimeError):
+    """The environment does not describe a usable deployment; the message says which variable."""
+
+
+def _split_csv(value: object) -> object:
+    """Accept `a,b,c` (and `a;b` for values that may contain commas) from the environment."""
+    if isinstance(value, str):
+        separator = ";" if ";" in value else ","
+        return [part.strip() for part in value.split(separator) if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything an operator configures. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    github_app_id: int | None = Field(None, description="The GitHub App's numeric id.")
+    github_private_key: SecretStr | None = Field(None, description="The App's PEM private key.")
+    github_private_key_path: Path | None = Field(None, description="File holding the PEM key.")
+    github_webhook_secret: SecretStr | None = Field(None, description="Webhook HMAC secret.")
+    github_api_url: str = Field("https://api.github.com", description="REST API base URL.")
+    github_git_url: str = Field("https://github.com", description="Base of clone/push URLs.")
+    redis_url: str | None = Field(None, description="Redis URL; unset means embedded Redis.")
+    archon_data_dir: Path = Field(Path(".archon"), description="Mirrors, worktrees, runs.")
+    webhook_path: str = Field("/webhook", description="Path GitHub posts deliveries to.")
+
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    moonshot_api_key: SecretStr | None = None
+    moonshot_base_url: str = "https://api.moonshot.ai/v1"
+
+    archon_allowed_permissions: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("write", "maintain", "admin"),
+        description="Repository roles allowed to start work (collaborator permission API).",
+    )
+    archon_label_presets: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_LABEL_PRESETS,
+        description="Label presets created on install, as `archon:<preset>`; `;`-separated.",
+    )
+    archon_default_models: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("explore=haiku", "plan=opus", "impl=kimi", "eval=opus"),
+        description="Model alias per role when neither the trigger nor the repository names one.",
+    )
+    archon_models_file: Path | None = Field(
+        None, description="YAML file adding or overriding model aliases for this deployment."
+    )
+    archon_run_timeout: int = Field(3600, description="Seconds a run job may take before RQ stops it.")
+
+    @field_validator(
+        "archon_allowed_permissions", "archon_label_presets", "archon_default_models", mode="before"
+    )
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("archon_allowed_permissions")
+    @classmethod
+    def _known_permissions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in PERMISSION_LEVELS]
+        if unknown:
+            raise ValueError(f"unknown permission {unknown}; choose from {PERMISSION_LEVELS}")
+        return value
+
+    @field_validator("github_api_url", "github_git_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _leading_slash(cls, value: str) -> str:
+        return value if value.startswith("/") else "/" + value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Settings:
+        if self.github_private_key and self.github_private_key_path:
+            raise ValueError("set GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH, not both")
+        return self
+
+    def private_key_pem(self) -> str:
+        """The App's private key as PEM text; `\\n` escapes (common in .env files) are expanded."""
+        if self.github_private_key:
+            return self.github_private_key.get_secret_value().replace("\\n", "\n")
+        if self.github_private_key_path:
+            return self.github_private_key_path.read_text()
+        raise ConfigurationError("GITHUB_PRIVATE_KEY or GITHUB_PRIVATE_KEY_PATH must be set")
+
+    def require_app_credentials(self) -> tuple[int, str]:
+        """App id and key, or a clear error naming what is missing (workers need both)."""
+        if self.github_app_id is None:
+            raise ConfigurationError("GITHUB_APP_ID must be set")
+        return self.github_app_id, self.private_key_pem()
+
+    def require_webhook_secret(self) -> bytes:
+        """The web server refuses to run unverified: other bots skip the check when unset; we do not."""
+        if not self.github_webhook_secret or not self.github_webhook_secret.get_secret_value():
+            raise ConfigurationError(
+                "GITHUB_WEBHOOK_SECRET must be set: Archon Bot never accepts unsigned deliveries"
+            )
+        return self.github_webhook_secret.get_secret_value().encode()
+
+    def default_models(self) -> dict[str, str]:
+        """`ARCHON_DEFAULT_MODELS` as a role → alias mapping."""
+        pairs = (item.split("=", 1) for item in self.archon_default_models)
+        return {role.strip(): alias.strip() for role, alias in pairs}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings at an entry point: the environment, plus `.env` in the working directory.
+
+    `ARCHON_ENV_FILE` names another file; an empty value disables the file.
+    """
+    env_file = os.environ.get("ARCHON_ENV_FILE", ".env")
+    use_file = env_file and Path(env_file).is_file()
+    return Settings(_env_file=env_file if use_file else None, **overrides)  # type: ignore[call-arg]

@@ -1,0 +1,60 @@
+"""The status comment: one per run, edited in place (queued → running → done / failed / cancelled).
+
+Pure rendering; `bot.github.forge` posts it. The hidden marker carries the run id so a retried job
+finds and edits its comment instead of posting a second one.
+"""
+
+from __future__ import annotations
+
+from bot.github.markers import with_marker
+from bot.runs import RunRecord, RunState
+from bot.triggers import Role
+
+STATUS_KIND = "status"
+
+_HEADLINE = {
+    RunState.QUEUED: "⏳ **Queued**: waiting for a worker.",
+    RunState.RUNNING: "🏃 **Running**.",
+    RunState.DONE: "✅ **Done**.",
+    RunState.FAILED: "❌ **Failed**.",
+    RunState.CANCELLED: "🛑 **Cancelled**.",
+}
+
+RETRY_HINT = "To try again, re-apply the label or comment the command again."
+
+
+def _models_table(record: RunRecord) -> list[str]:
+    rows = ["| Role | Model | Provider |", "| --- | --- | --- |"]
+    for role in Role:
+        model = record.config.models[role]
+        rows.append(f"| {role} | `{model.alias}` ({model.spec.model}) | {model.spec.provider} |")
+    return rows
+
+
+def render_status(record: RunRecord) -> str:
+    """Markdown body of the status comment for the run's current state."""
+    lines = [
+        f"### Archon run `{record.run_id}` — {record.config.pairing()}",
+        "",
+        _HEADLINE[record.state],
+        "",
+        f"Requested by @{record.requested_by} via {record.trigger}; workflow `{record.config.workflow}`.",
+        "",
+        *_models_table(record),
+    ]
+    if record.summary:
+        lines += ["", record.summary]
+    if record.state is RunState.FAILED:
+        lines += ["", f"**Reason:** {record.error or 'unknown error'}", "", RETRY_HINT]
+    return with_marker("\n".join(lines), STATUS_KIND, record.run_id)
+
+
+def render_runs_table(records: list[RunRecord]) -> str:
+    """The reply to `/archon status`."""
+    if not records:
+        return "No Archon runs on this issue yet."
+    rows = ["| Run | Pairing | State | Requested by | Status |", "| --- | --- | --- | --- | --- |"]
+    for r in records:
+        link = f"[comment]({r.status_comment_url})" if r.status_comment_url else "—"
+        rows.append(f"| `{r.run_id}` | {r.config.pairing()} | {r.state} | @{r.requested_by} | {link} |")
+    return "\n".join(rows)

@@ -1,0 +1,213 @@
+"""Triage: the short job behind every trigger. Reacts, checks who asked, replies, enqueues runs.
+
+It runs on its own queue and worker, so people get the 👀 reaction and an answer within seconds even
+while long runs occupy the run workers. Every reply carries a marker keyed by the delivery id, so a
+retried triage job edits its reply instead of posting another.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.commands import COMMANDS, CommandName, help_text
+from bot.events import CommandTask
+from bot.github.forge import RepoForge
+from bot.providers.registry import ModelRegistry, load_registry
+from bot.queue import ActiveRunError, JobQueue
+from bot.repo_config import CONFIG_PATH, RepoConfig, RepoConfigError, parse_repo_config
+from bot.runconfig import RunConfig, UnknownModelError, resolve_run
+from bot.runs import RunRecord, RunState, RunStore, now, run_id_for
+from bot.settings import Settings
+from bot.status import STATUS_KIND, render_runs_table, render_status
+from bot.triggers import Role, RunRequest
+
+log = logging.getLogger(__name__)
+
+REPLY_KIND = "reply"
+#: Commands anyone who can comment may use: they only show information.
+READ_ONLY = {CommandName.HELP, CommandName.MODELS, CommandName.STATUS}
+
+
+@dataclass
+class Triage:
+    settings: Settings
+    forge: RepoForge
+    queue: JobQueue
+    store: RunStore
+    task: CommandTask
+
+    # --- replies -------------------------------------------------------------------------------
+
+    def reply(self, body: str) -> str:
+        """Answer the person who asked, once per delivery. Returns the body for the job's result."""
+        text = f"@{self.task.sender} {body}"
+        self.forge.upsert_comment(self.task.issue, REPLY_KIND, self.task.delivery_id, text)
+        return text
+
+    # --- the decision ----------------------------------------------------------------------------
+
+    def handle(self) -> str:
+        task = self.task
+        self.forge.react(task.issue, task.comment_id, "eyes")
+        name = CommandName(task.request.kind) if task.request else None
+        config = self._repo_config()
+        if isinstance(config, str):
+            return config
+        if name not in READ_ONLY and not self._allowed(config):
+            return self.reply(
+                f"sorry, starting Archon work here needs one of these repository roles: "
+                f"{', '.join(self._policy(config))}. Ask a maintainer to trigger it for you."
+            )
+        if task.request is None:
+            usage = f"\n\nUsage: `{task.usage}`" if task.usage and task.usage.startswith("/") else ""
+            return self.reply(f"I could not understand that: {task.error}{usage}\n\n{help_text()}")
+        info = COMMANDS[name]
+        if info.on_pull_request_only and not task.is_pull_request:
+            return self.reply(f"`/archon {name}` works on pull requests; #{task.issue} is an issue.")
+        if not info.available:
+            return self.reply(
+                f"`/archon {name}` is not available yet in this version of Archon Bot. "
+                f"Available now: {', '.join(f'`{c}`' for c in COMMANDS if COMMANDS[c].available)}."
+            )
+        return _HANDLERS[name](self, config)
+
+    def _repo_config(self) -> RepoConfig | str:
+        """The repository's config, or the reply explaining why it is unusable."""
+        try:
+            return parse_repo_config(self.forge.read_file(CONFIG_PATH))
+        except RepoConfigError as error:
+            return self.reply(
+                f"nothing was started because the repository configuration is invalid:\n\n{error}"
+            )
+
+    def _policy(self, config: RepoConfig) -> tuple[str, ...]:
+        return config.triggers.permissions or self.settings.archon_allowed_permissions
+
+    def _allowed(self, config: RepoConfig) -> bool:
+        permission, role = self.forge.permission(self.task.sender)
+        allowed = self._policy(config)
+        log.info("%s has %s (%s) on %s", self.task.sender, permission, role, self.task.repo)
+        return permission in allowed or role in allowed
+
+    def registry(self, config: RepoConfig) -> ModelRegistry:
+        return load_registry(self.settings.archon_models_file).with_overrides(config.models)
+
+    def defaults(self, config: RepoConfig) -> dict[Role, str]:
+        deployment = {Role(k): v for k, v in self.settings.default_models().items()}
+        return {**deployment, **config.defaults}
+
+    # --- commands --------------------------------------------------------------------------------
+
+    def run(self, config: RepoConfig) -> str:
+        task = self.task
+        if task.is_pull_request:
+            return self.reply("`/archon run` works on issues; this is a pull request.")
+        assert isinstance(task.request, RunRequest)
+        try:
+            run_config = resolve_run(
+                task.request,
+                repo=task.repo,
+                issue=task.issue,
+                registry=self.registry(config),
+                defaults=self.defaults(config),
+            )
+        except UnknownModelError as error:
+            return self.reply(f"nothing was started: {error}")
+        return self._start(run_config)
+
+    def _start(self, run_config: RunConfig) -> str:
+        run_id = run_id_for(self.task.delivery_id)
+        existing = self.store.load(run_id)
+        if existing and existing.state is not RunState.QUEUED:
+            return f"run {run_id} already {existing.state}"  # a retried triage job: work was done
+        job_id = run_config.job_id()
+        if (busy := self._busy(job_id, run_id)) is not None:
+            return busy
+        record = existing or RunRecord(
+            run_id=run_id,
+            job_id=job_id,
+            installation_id=self.task.installation_id,
+            config=run_config,
+            requested_by=self.task.sender,
+            trigger=self.task.trigger,
+        )
+        self.post_status(record)
+        try:
+            self.queue.enqueue_run(job_id, run_id, self.settings.archon_run_timeout)
+        except ActiveRunError as error:  # lost a race with an identical request
+            if error.job.meta.get("run_id") != run_id:
+                record.state, record.summary = RunState.CANCELLED, "Duplicate of a run that started first."
+                self.post_status(record)
+                return self._already(error.job.meta.get("run_id"), error.status)
+        return f"queued {run_id} as {job_id}"
+
+    def _busy(self, job_id: str, run_id: str) -> str | None:
+        """A reply if the same configuration is already queued or running (and is not this run)."""
+        status = self.queue.active_status(job_id)
+        if status is None:
+            return None
+        other = self.queue.runs.fetch_job(job_id)
+        other_run = other.meta.get("run_id") if other else None
+        if other_run == run_id:
+            return f"run {run_id} is already {status}"
+        return self._already(other_run, status)
+
+    def _already(self, other_run: str | None, status: str) -> str:
+        record = self.store.load(other_run) if other_run else None
+        where = (
+            f" — see [its status]({record.status_comment_url})"
+            if record and record.status_comment_url
+            else ""
+        )
+        return self.reply(
+            f"a run with this configuration is already {status} on this issue{where}, so I did not start "
+            "another. Use `/archon cancel` first to start over."
+        )
+
+    def post_status(self, record: RunRecord) -> None:
+        posted = self.forge.upsert_comment(
+            record.config.issue, STATUS_KIND, record.run_id, render_status(record)
+        )
+        record.status_comment_id, record.status_comment_url = posted.id, posted.html_url
+        self.store.save(record)
+
+    def help(self, config: RepoConfig) -> str:
+        return self.reply(f"here is what I understand:\n\n{help_text()}")
+
+    def models(self, config: RepoConfig) -> str:
+        rows = ["| Alias | Provider | Model | Notes |", "| --- | --- | --- | --- |"]
+        for alias, spec in self.registry(config).items():
+            rows.append(f"| `{alias}` | {spec.provider} | `{spec.model}` | {spec.description} |")
+        defaults = ", ".join(f"{role}=`{alias}`" for role, alias in self.defaults(config).items())
+        return self.reply("models available here:\n\n" + "\n".join(rows) + f"\n\nDefaults: {defaults}.")
+
+    def status(self, config: RepoConfig) -> str:
+        return self.reply("runs on this issue:\n\n" + render_runs_table(self._runs()))
+
+    def cancel(self, config: RepoConfig) -> str:
+        cancelled = []
+        for record in self._runs():
+            if not record.state.active:
+                continue
+            self.queue.cancel(record.job_id)
+            record.state, record.finished_at = RunState.CANCELLED, now()
+            record.summary = f"Cancelled by @{self.task.sender}."
+            self.post_status(record)
+            cancelled.append(f"`{record.run_id}` ({record.config.pairing()})")
+        if not cancelled:
+            return self.reply("there is no queued or running Archon run on this issue to cancel.")
+        return self.reply("cancelled " + ", ".join(cancelled) + ".")
+
+    def _runs(self) -> list[RunRecord]:
+        return self.store.for_issue(self.task.repo, self.task.issue)
+
+
+_HANDLERS: dict[CommandName, Callable[[Triage, RepoConfig], str]] = {
+    CommandName.RUN: Triage.run,
+    CommandName.HELP: Triage.help,
+    CommandName.MODELS: Triage.models,
+    CommandName.STATUS: Triage.status,
+    CommandName.CANCEL: Triage.cancel,
+}
