@@ -1,0 +1,227 @@
+"""The webhook endpoint, fed GitHub's own example payloads, signed like GitHub signs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from rq import Queue
+
+from bot.events import TaskEnvelope
+from bot.queue import DELIVERY_TTL, TRIAGE_QUEUE
+from bot.settings import ConfigurationError, Settings
+from bot.triggers import Role, RunRequest
+from bot.web import create_app, signature_ok
+from tests.support import APP_ID, commented, delivery_headers, encode, example, labeled, sign
+
+
+@pytest.fixture
+def client(settings: Settings, redis_conn: redis.Redis):
+    return create_app(settings, redis_conn).test_client()
+
+
+def post(client, event: str, payload: dict, **kwargs):
+    body = encode(payload)
+    headers = delivery_headers(event, body, **kwargs)
+    return client.post("/webhook", data=body, headers=headers)
+
+
+def queued(redis_conn: redis.Redis) -> list:
+    return Queue(TRIAGE_QUEUE, connection=redis_conn).get_jobs()
+
+
+def test_label_is_accepted_and_queued_with_plain_values(client, redis_conn) -> None:
+    response = post(client, "issues", labeled("archon:plan-opus impl-kimi"), delivery="d-1")
+    assert response.status_code == 202
+    assert response.json == {"delivery": "d-1", "jobs": ["triage-d-1-0"]}
+    [job] = queued(redis_conn)
+    task = TaskEnvelope.model_validate(job.args[0]).task
+    assert task.kind == "command" and task.installation_id == 777
+    assert task.request == RunRequest(models={Role.PLAN: "opus", Role.IMPL: "kimi"})
+    assert task.repo == "Codertocat/Hello-World" and task.issue == 1 and task.comment_id is None
+    assert "secret" not in json.dumps(job.args).lower()
+
+
+def test_comment_command_is_queued(client, redis_conn) -> None:
+    response = post(client, "issue_comment", commented("/archon run plan=opus impl=kimi"))
+    assert response.status_code == 202
+    task = TaskEnvelope.model_validate(queued(redis_conn)[0].args[0]).task
+    assert task.comment_id == example("issue_comment.created")["comment"]["id"]
+    assert task.trigger == "`/archon run plan=opus impl=kimi`"
+
+
+def test_malformed_command_is_queued_for_a_helpful_reply(client, redis_conn) -> None:
+    response = post(client, "issue_comment", commented("/archon run plan=opus plan=kimi"))
+    assert response.status_code == 202
+    task = TaskEnvelope.model_validate(queued(redis_conn)[0].args[0]).task
+    assert task.request is None and "given twice" in task.error
+    assert task.usage.startswith("/archon run")
+
+
+def test_redelivery_never_enqueues_twice(client, redis_conn) -> None:
+    payload = labeled("archon:plan-opus")
+    first = post(client, "issues", payload, delivery="same")
+    again = post(client, "issues", payload, delivery="same")
+    assert first.status_code == 202
+    assert again.status_code == 200 and again.json["duplicate"] is True
+    assert len(queued(redis_conn)) == 1
+    assert redis_conn.ttl("archon:delivery:same") > 3 * 24 * 3600
+    assert DELIVERY_TTL >= 3 * 24 * 3600
+
+
+@pytest.mark.parametrize("header", [None, "", "sha256=", "sha256=" + "0" * 64, "sha1=abc"])
+def test_missing_or_wrong_signature_is_401_and_queues_nothing(client, redis_conn, header) -> None:
+    body = encode(labeled("archon:plan-opus"))
+    headers = delivery_headers("issues", body)
+    if header is None:
+        del headers["X-Hub-Signature-256"]
+    else:
+        headers["X-Hub-Signature-256"] = header
+    response = client.post("/webhook", data=body, headers=headers)
+    assert response.status_code == 401
+    assert queued(redis_conn) == []
+
+
+def test_signature_made_with_another_secret_is_401(client) -> None:
+    assert post(client, "issues", labeled("archon:plan-opus"), secret="not-ours").status_code == 401
+
+
+def test_signature_is_checked_before_json(client) -> None:
+    body = b"{not json"
+    headers = delivery_headers("issues", body)
+    headers["X-Hub-Signature-256"] = "sha256=" + "1" * 64
+    assert client.post("/webhook", data=body, headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize("missing", ["X-GitHub-Event", "X-GitHub-Delivery"])
+def test_missing_event_headers_are_400(client, missing) -> None:
+    body = encode(labeled("archon:plan-opus"))
+    headers = delivery_headers("issues", body)
+    del headers[missing]
+    assert client.post("/webhook", data=body, headers=headers).status_code == 400
+
+
+def test_malformed_json_is_400(client) -> None:
+    body = b'{"action": "labeled",'
+    response = client.post("/webhook", data=body, headers=delivery_headers("issues", body))
+    assert response.status_code == 400 and "malformed JSON" in response.json["error"]
+
+
+def test_json_that_is_not_an_object_is_400(client) -> None:
+    body = b"[1, 2]"
+    assert client.post("/webhook", data=body, headers=delivery_headers("issues", body)).status_code == 400
+
+
+def test_wrong_content_type_is_415(client) -> None:
+    body = encode(labeled("archon:plan-opus"))
+    headers = {**delivery_headers("issues", body), "Content-Type": "text/plain"}
+    assert client.post("/webhook", data=body, headers=headers).status_code == 415
+
+
+def test_form_encoded_delivery_is_understood(client, redis_conn) -> None:
+    from urllib.parse import urlencode
+
+    body = urlencode({"payload": json.dumps(labeled("archon:plan-opus"))}).encode()
+    headers = {**delivery_headers("issues", body), "Content-Type": "application/x-www-form-urlencoded"}
+    assert client.post("/webhook", data=body, headers=headers).status_code == 202
+
+
+def test_payload_above_25_mb_is_413(client) -> None:
+    body = b'{"pad": "' + b"x" * (25 * 1024 * 1024) + b'"}'
+    response = client.post("/webhook", data=body, headers=delivery_headers("issues", body))
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("name", ["ping", "ping.2", "ping.3", "ping.4"])
+def test_ping_is_200(client, redis_conn, name) -> None:
+    response = post(client, "ping", example(name))
+    assert response.status_code == 200 and response.json["ok"] is True
+    assert queued(redis_conn) == []
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "reason"),
+    [
+        ("push", example("push"), "event `push`"),
+        ("issues", example("issues.opened"), "action `opened`"),
+        ("issues", example("issues.labeled"), "not an `archon:` label"),
+        ("issue_comment", example("issue_comment.created"), "does not start with `/archon`"),
+        ("issue_comment", example("issue_comment.edited"), "action `edited`"),
+        ("pull_request", example("pull_request.opened"), "event `pull_request`"),
+        ("installation", example("installation.deleted"), "action `deleted`"),
+        ("issues", labeled("archon:plan-opus") | {"installation": None}, "no installation"),
+    ],
+)
+def test_events_we_do_not_act_on_are_200_with_a_reason(client, redis_conn, event, payload, reason) -> None:
+    response = post(client, event, payload)
+    assert response.status_code == 200
+    assert reason in response.json["ignored"]
+    assert queued(redis_conn) == []
+
+
+def test_bots_never_trigger_work(client, redis_conn) -> None:
+    by_bot = commented("/archon run")
+    by_bot["sender"]["type"] = "Bot"
+    own = commented("/archon help")
+    own["comment"]["performed_via_github_app"] = {"id": APP_ID, "slug": "archon-bot"}
+    other_app = commented("/archon run")
+    other_app["comment"]["user"]["type"] = "Bot"
+    label_by_bot = labeled("archon:plan-opus")
+    label_by_bot["sender"]["type"] = "Bot"
+    reasons = [post(client, e, p).json["ignored"] for e, p in [
+        ("issue_comment", by_bot), ("issue_comment", own), ("issue_comment", other_app), ("issues", label_by_bot)
+    ]]
+    assert reasons == [
+        "sender is a bot", "comment was written by this app", "comment author is a bot", "sender is a bot"
+    ]
+    assert queued(redis_conn) == []
+
+
+@pytest.mark.parametrize("name", ["installation.created", "installation_repositories.added"])
+def test_installation_creates_labels(client, redis_conn, name) -> None:
+    payload = example(name)
+    response = post(client, name.split(".")[0], payload)
+    assert response.status_code == 202
+    task = TaskEnvelope.model_validate(queued(redis_conn)[0].args[0]).task
+    key = "repositories" if name == "installation.created" else "repositories_added"
+    assert task.kind == "labels" and task.repos == tuple(r["full_name"] for r in payload[key])
+
+
+def test_payload_missing_fields_is_400(client) -> None:
+    payload = labeled("archon:plan-opus")
+    del payload["repository"]
+    assert post(client, "issues", payload).status_code == 400
+
+
+def test_redis_down_is_503_never_2xx(settings) -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    client = create_app(settings, dead).test_client()
+    response = post(client, "issues", labeled("archon:plan-opus"))
+    assert response.status_code == 503 and "redeliver" in response.json["error"]
+    assert client.get("/healthz").status_code == 503
+    assert post(client, "ping", example("ping")).status_code == 200
+
+
+def test_healthz_reports_redis(client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json["redis"] == "ok"
+
+
+def test_refuses_to_start_without_a_secret(redis_conn) -> None:
+    with pytest.raises(ConfigurationError, match="GITHUB_WEBHOOK_SECRET"):
+        create_app(Settings(_env_file=None, github_webhook_secret=None), redis_conn)
+    with pytest.raises(ConfigurationError, match="GITHUB_WEBHOOK_SECRET"):
+        create_app(Settings(_env_file=None, github_webhook_secret=""), redis_conn)
+
+
+def test_custom_webhook_path(settings, redis_conn) -> None:
+    client = create_app(settings.model_copy(update={"webhook_path": "/hooks/github"}), redis_conn).test_client()
+    body = encode(example("ping"))
+    assert client.post("/hooks/github", data=body, headers=delivery_headers("ping", body)).status_code == 200
+    assert client.post("/webhook", data=body, headers=delivery_headers("ping", body)).status_code == 404
+
+
+def test_signature_helper() -> None:
+    assert signature_ok(b"k", b"body", sign(b"body", "k"))
+    assert not signature_ok(b"k", b"body!", sign(b"body", "k"))
