@@ -36,8 +36,8 @@ def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected, header)
 
 
-def _answer(status: int, **fields: Any) -> tuple[Response, int]:
-    return jsonify(fields), status
+def _answer(code: int, **fields: Any) -> tuple[Response, int]:
+    return jsonify(fields), code
 
 
 def _payload(body: bytes, mimetype: str) -> dict[str, Any] | tuple[Response, int]:
