@@ -99,7 +99,7 @@ class JobQueue:
             status = Job.fetch(job_id, connection=self.connection).get_status()
         except NoSuchJobError:
             return None
-        return status if status in ACTIVE_STATES else None
+        return JobStatus(status).value if status in ACTIVE_STATES else None
 
     def enqueue_run(self, job_id: str, run_id: str, timeout: int) -> Job:
         """Enqueue a run under its derived job id; `ActiveRunError` if that id is queued or running.
@@ -126,7 +126,7 @@ class JobQueue:
                 job = Job.fetch(job_id, connection=self.connection)
                 status = job.get_status()
                 if status in ACTIVE_STATES:
-                    raise ActiveRunError(job, status) from None
+                    raise ActiveRunError(job, JobStatus(status).value) from None
                 job.delete()
         raise RuntimeError(f"could not enqueue {job_id}: it keeps reappearing")
 

@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     github_webhook_secret: SecretStr | None = Field(None, description="Webhook HMAC secret.")
     github_api_url: str = Field("https://api.github.com", description="REST API base URL.")
     github_git_url: str = Field("https://github.com", description="Base of clone/push URLs.")
+    github_write_interval: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds PyGithub waits between write calls (GitHub's secondary rate limit guidance).",
+    )
+    github_request_interval: float = Field(
+        0.25, ge=0, description="Seconds PyGithub waits between any two calls (PyGithub's default)."
+    )
     redis_url: str | None = Field(None, description="Redis URL; unset means embedded Redis.")
     archon_data_dir: Path = Field(Path(".archon"), description="Mirrors, worktrees, runs.")
     webhook_path: str = Field("/webhook", description="Path GitHub posts deliveries to.")

@@ -157,9 +157,7 @@ def select_paths(spec: dict[str, Any], ops: list[tuple[str, str]]) -> dict[str, 
         if path not in wanted:
             continue
         paths[path] = {
-            key: value
-            for key, value in item.items()
-            if key not in HTTP_METHODS or key in wanted[path]
+            key: value for key, value in item.items() if key not in HTTP_METHODS or key in wanted[path]
         }
     return paths
 

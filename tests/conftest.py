@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from bot.fakes.github import FakeGitHub
 from bot.redis_server import RedisServer
 from bot.settings import Settings
-from tests.support import APP_ID, SECRET, app_key
+from tests.support import APP_ID, INSTALLATION_ID, OPENAPI, REPO, SECRET, app_key
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +39,43 @@ def settings(redis_server: RedisServer, tmp_path) -> Settings:
         redis_url=redis_server.url,
         archon_data_dir=tmp_path / "data",
     )
+
+
+@pytest.fixture(scope="session")
+def github_server() -> Iterator[FakeGitHub]:
+    """One fake GitHub for the session; `github` resets it for each test."""
+    with FakeGitHub(APP_ID, app_key()[1], openapi=OPENAPI) as server:
+        yield server
+
+
+@pytest.fixture
+def github(github_server: FakeGitHub) -> Iterator[FakeGitHub]:
+    """The fake GitHub with the example payloads' repository installed. Every request the bot made
+    during the test must match GitHub's OpenAPI description."""
+    github_server.reset()
+    github_server.add_repo(
+        REPO, installation=INSTALLATION_ID, collaborators={"maintainer": "maintain", "reader": "read"}
+    )
+    github_server.add_issue(REPO, 1, title="Spelling error in the README file", author="Codertocat")
+    yield github_server
+    assert github_server.violations == []
+
+
+@pytest.fixture
+def worker_env(monkeypatch: pytest.MonkeyPatch, github: FakeGitHub, redis_server: RedisServer, tmp_path):
+    """The environment a worker process gets: jobs read their settings from it, as in production."""
+    private, _ = app_key()
+    env = {
+        "GITHUB_APP_ID": str(APP_ID),
+        "GITHUB_PRIVATE_KEY": private,
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "GITHUB_API_URL": github.api_url,
+        "GITHUB_WRITE_INTERVAL": "0",
+        "GITHUB_REQUEST_INTERVAL": "0",
+        "REDIS_URL": redis_server.url,
+        "ARCHON_DATA_DIR": str(tmp_path / "data"),
+        "ARCHON_ENV_FILE": "",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env

@@ -20,6 +20,7 @@ OPENAPI = DATA / "openapi-subset.json"
 SECRET = "test-webhook-secret"
 APP_ID = 4242
 INSTALLATION_ID = 777
+REPO = "Codertocat/Hello-World"  # the repository of the example payloads
 
 
 @cache
@@ -94,7 +95,16 @@ def app_key() -> tuple[str, str]:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
+
+
+def installed(event: str = "installation.created") -> dict[str, Any]:
+    """An installation event as GitHub sends it to *this* App."""
+    payload = example(event, installation=None)
+    payload["installation"] = {**payload["installation"], "id": INSTALLATION_ID, "app_id": APP_ID}
+    return payload

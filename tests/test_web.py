@@ -169,11 +169,20 @@ def test_bots_never_trigger_work(client, redis_conn) -> None:
     other_app["comment"]["user"]["type"] = "Bot"
     label_by_bot = labeled("archon:plan-opus")
     label_by_bot["sender"]["type"] = "Bot"
-    reasons = [post(client, e, p).json["ignored"] for e, p in [
-        ("issue_comment", by_bot), ("issue_comment", own), ("issue_comment", other_app), ("issues", label_by_bot)
-    ]]
+    reasons = [
+        post(client, e, p).json["ignored"]
+        for e, p in [
+            ("issue_comment", by_bot),
+            ("issue_comment", own),
+            ("issue_comment", other_app),
+            ("issues", label_by_bot),
+        ]
+    ]
     assert reasons == [
-        "sender is a bot", "comment was written by this app", "comment author is a bot", "sender is a bot"
+        "sender is a bot",
+        "comment was written by this app",
+        "comment author is a bot",
+        "sender is a bot",
     ]
     assert queued(redis_conn) == []
 
@@ -216,7 +225,9 @@ def test_refuses_to_start_without_a_secret(redis_conn) -> None:
 
 
 def test_custom_webhook_path(settings, redis_conn) -> None:
-    client = create_app(settings.model_copy(update={"webhook_path": "/hooks/github"}), redis_conn).test_client()
+    client = create_app(
+        settings.model_copy(update={"webhook_path": "/hooks/github"}), redis_conn
+    ).test_client()
     body = encode(example("ping"))
     assert client.post("/hooks/github", data=body, headers=delivery_headers("ping", body)).status_code == 200
     assert client.post("/webhook", data=body, headers=delivery_headers("ping", body)).status_code == 404

@@ -26,7 +26,15 @@ def app_auth(settings: Settings) -> Auth.AppAuth:
 def installation_github(settings: Settings, installation_id: int) -> Github:
     """A client acting as the installation. Lazy: objects are built without a GET until read."""
     auth = app_auth(settings).get_installation_auth(installation_id)
-    return Github(auth=auth, base_url=settings.github_api_url, lazy=True, timeout=TIMEOUT, retry=_retry())
+    return Github(
+        auth=auth,
+        base_url=settings.github_api_url,
+        lazy=True,
+        timeout=TIMEOUT,
+        retry=_retry(),
+        seconds_between_requests=settings.github_request_interval,
+        seconds_between_writes=settings.github_write_interval,
+    )
 
 
 def app_integration(settings: Settings) -> GithubIntegration:

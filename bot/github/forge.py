@@ -30,7 +30,7 @@ class RepoForge:
 
     def __init__(self, github: Github, full_name: str) -> None:
         self.full_name = full_name
-        self.repo = github.get_repo(full_name, lazy=True)
+        self.repo = github.get_repo(full_name)  # lazy: the client is built with lazy=True
 
     # --- who asked ---------------------------------------------------------------------------
 
