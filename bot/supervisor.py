@@ -13,19 +13,33 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
 class Supervisor:
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, log_dir: Path | None = None) -> None:
+        """`log_dir`: write each child's output to `<name>.log` there instead of this terminal."""
         self.env = dict(env if env is not None else os.environ)
+        self.log_dir = log_dir
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self._stopping = False
 
     def spawn(self, name: str, argv: Sequence[str]) -> None:
         log.info("starting %s: %s", name, " ".join(argv))
-        self.children.append((name, subprocess.Popen(list(argv), env=self.env)))
+        output = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = (self.log_dir / f"{name}.log").open("ab")
+        child = subprocess.Popen(
+            list(argv), env=self.env, stdout=output, stderr=subprocess.STDOUT if output else None
+        )
+        self.children.append((name, child))
+
+    def exited(self) -> str | None:
+        """The name of a child that has exited, if any."""
+        return next((name for name, child in self.children if child.poll() is not None), None)
 
     def spawn_cli(self, name: str, *args: str) -> None:
         """Start `archon-bot ARGS` with this interpreter (works without the console script on PATH)."""

@@ -28,12 +28,16 @@ log = logging.getLogger(__name__)
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB.
 
 
+def sign(secret: bytes, body: bytes) -> str:
+    """The `X-Hub-Signature-256` value GitHub sends: `sha256=<hex HMAC-SHA256 of the raw body>`."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
 def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
-    """`X-Hub-Signature-256: sha256=<hex HMAC of the raw body>`, compared in constant time."""
+    """Compare in constant time; a missing or non-sha256 header never matches."""
     if not header or not header.startswith("sha256="):
         return False
-    expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header)
+    return hmac.compare_digest(sign(secret, body), header)
 
 
 def _answer(code: int, **fields: Any) -> tuple[Response, int]:
