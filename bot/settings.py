@@ -39,7 +39,9 @@ def _split_csv(value: object) -> object:
 class Settings(BaseSettings):
     """Everything an operator configures. Field names map to upper-case environment variables."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     github_app_id: int | None = Field(None, description="The GitHub App's numeric id.")
     github_private_key: SecretStr | None = Field(None, description="The App's PEM private key.")
@@ -59,12 +61,12 @@ class Settings(BaseSettings):
     archon_data_dir: Path = Field(Path(".archon"), description="Mirrors, worktrees, runs.")
     webhook_path: str = Field("/webhook", description="Path GitHub posts deliveries to.")
 
-    anthropic_api_key: SecretStr | None = None
-    anthropic_base_url: str | None = None
-    openai_api_key: SecretStr | None = None
-    openai_base_url: str | None = None
-    moonshot_api_key: SecretStr | None = None
-    moonshot_base_url: str = "https://api.moonshot.ai/v1"
+    anthropic_api_key: SecretStr | None = Field(None, description="Anthropic API key (opus, sonnet, haiku).")
+    anthropic_base_url: str | None = Field(None, description="Anthropic API base URL; unset: the SDK's.")
+    openai_api_key: SecretStr | None = Field(None, description="OpenAI (or OpenRouter) API key.")
+    openai_base_url: str | None = Field(None, description="OpenAI-compatible base URL; unset: the SDK's.")
+    moonshot_api_key: SecretStr | None = Field(None, description="Moonshot API key (Kimi).")
+    moonshot_base_url: str = Field("https://api.moonshot.ai/v1", description="Moonshot API base URL.")
 
     archon_allowed_permissions: Annotated[tuple[str, ...], NoDecode] = Field(
         ("write", "maintain", "admin"),

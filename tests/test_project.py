@@ -1,0 +1,72 @@
+"""The project's contract with newcomers and operators: README, CI, Procfile, .env.example, the demo."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+from rich.console import Console
+
+from bot.demo import run_demo
+from bot.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Read by the CLI and gunicorn, not by `Settings`.
+PROCESS_VARIABLES = {"PORT", "LOG_LEVEL", "ARCHON_ENV_FILE"}
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    return [block.strip() for block in blocks]
+
+
+def test_readme_quickstart_is_two_commands_and_ci_runs_the_second() -> None:
+    demo, tests = readme_commands()[:2]
+    assert demo.endswith("archon-bot demo") and "\n" not in demo
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert tests in ci
+
+
+def env_example() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    documented = {}
+    for previous, line in itertools.pairwise(lines):
+        if match := re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line):
+            assert previous.startswith("# "), f"{match[1]} has no comment line above it"
+            documented[match[1]] = match[2]
+    return documented
+
+
+def test_env_example_documents_every_setting_and_nothing_else() -> None:
+    fields = {name.upper() for name in Settings.model_fields}
+    assert set(env_example()) == fields | PROCESS_VARIABLES
+
+
+def test_env_example_defaults_are_the_real_defaults(tmp_path, monkeypatch) -> None:
+    for name in env_example():
+        monkeypatch.delenv(name, raising=False)
+    text = (ROOT / ".env.example").read_text()
+    text = text.replace("GITHUB_APP_ID=\n", "GITHUB_APP_ID=1\n")
+    text = text.replace("GITHUB_WEBHOOK_SECRET=\n", "GITHUB_WEBHOOK_SECRET=s3cret\n")
+    (tmp_path / ".env").write_text(text)
+    from_file = Settings(_env_file=tmp_path / ".env")
+    defaults = Settings(_env_file=None, github_app_id=1, github_webhook_secret="s3cret")
+    assert from_file.model_dump() == defaults.model_dump()
+
+
+def test_procfile_starts_web_and_worker() -> None:
+    procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
+    assert set(procfile) == {"web", "worker"}
+    assert "gunicorn" in procfile["web"] and "'bot.web:create_app()'" in procfile["web"]
+    assert "$PORT" in procfile["web"] or "${PORT" in procfile["web"]
+    assert procfile["worker"] == "archon-bot worker"
+
+
+def test_demo_runs_end_to_end() -> None:
+    console = Console(record=True, width=140, force_terminal=False)
+    assert run_demo(console) == 0
+    text = console.export_text()
+    assert "✅ Done." in text and "unknown model alias" in text
+    assert "401" in text and "delivery was already received" in text
+    assert "@bob sorry" in text and "archon:plan-kimi impl-opus" in text
