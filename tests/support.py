@@ -11,8 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from bot.fakes.stack import app_key_pair
 
 DATA = Path(__file__).parent / "data" / "github"
 WEBHOOKS = DATA / "webhooks"
@@ -91,16 +90,7 @@ def encode(payload: dict[str, Any]) -> bytes:
 @cache
 def app_key() -> tuple[str, str]:
     """(private PEM, public PEM) of a test App key, made once per test session."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    return app_key_pair()
 
 
 def installed(event: str = "installation.created") -> dict[str, Any]:
