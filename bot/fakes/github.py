@@ -737,7 +737,8 @@ class FakeGitHub:
             "html_url": html,
             "number": issue.number,
             "state": issue.state,
-            "state_reason": None,
+            # GitHub sends `state_reason: null` on open issues, but its description's enum omits null
+            # (OpenAPI 3.0 `nullable` + `enum`); leaving the optional field out keeps both honest.
             "title": issue.title,
             "body": issue.body,
             "user": self._user(issue.author),
@@ -877,9 +878,13 @@ def _load_openapi(path: Path, server: str) -> Any:
 
 def _explain(error: Exception) -> str:
     """openapi-core nests the useful part (the schema errors) under `__cause__`."""
-    parts = [f"{type(error).__name__}: {error}"]
-    cause = error.__cause__
-    if cause is not None:
-        details = getattr(cause, "schema_errors", None)
-        parts.append("; ".join(str(e.message) for e in details) if details else str(cause))
+    parts = [type(error).__name__]
+    cause: BaseException | None = error
+    while cause is not None:
+        for detail in getattr(cause, "schema_errors", None) or ():
+            where = "/".join(str(p) for p in detail.absolute_path) or "(body)"
+            parts.append(f"{where}: {detail.message[:300]}")
+        cause = cause.__cause__
+    if len(parts) == 1:
+        parts.append(str(error)[:500])
     return " — ".join(parts)[:2000]
