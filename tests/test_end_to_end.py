@@ -5,13 +5,33 @@ GitHub's own example payloads, signed, go in over HTTP; what comes out is read f
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
 import redis
+import requests
 
+from bot.fakes.github import FakeGitHub
 from bot.fakes.stack import LocalStack
-from tests.support import INSTALLATION_ID, OPENAPI, REPO, commented, labeled
+from bot.redis_server import free_port
+from tests.support import (
+    APP_ID,
+    INSTALLATION_ID,
+    OPENAPI,
+    REPO,
+    SECRET,
+    app_key,
+    commented,
+    delivery_headers,
+    encode,
+    labeled,
+)
 
 
 @pytest.fixture(scope="module", params=["", "/api/v3"], ids=["github.com", "enterprise-server"])
@@ -66,3 +86,58 @@ def test_bad_signature_is_refused(stack: LocalStack, github) -> None:
     )
     assert answer.status_code == 401
     assert not redis.Redis.from_url(stack.redis.url).exists("archon:delivery:forged")
+
+
+def test_serve_runs_the_whole_bot_with_an_embedded_redis(tmp_path) -> None:
+    """`archon-bot serve` with REDIS_URL unset: embedded Redis, workers and web from one command."""
+    private, public = app_key()
+    port = free_port()
+    with FakeGitHub(APP_ID, public, openapi=OPENAPI) as gh:
+        gh.add_repo(REPO, installation=INSTALLATION_ID, collaborators={"maintainer": "write"})
+        gh.add_issue(REPO, 1)
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env.update(
+            GITHUB_APP_ID=str(APP_ID),
+            GITHUB_PRIVATE_KEY=private,
+            GITHUB_WEBHOOK_SECRET=SECRET,
+            GITHUB_API_URL=gh.api_url,
+            GITHUB_WRITE_INTERVAL="0",
+            GITHUB_REQUEST_INTERVAL="0",
+            ARCHON_DATA_DIR=str(tmp_path / "data"),
+            ARCHON_ENV_FILE="",
+        )
+        log = (tmp_path / "serve.log").open("wb")
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/healthz")
+            body = encode(labeled("archon:plan-opus impl-kimi", sender="maintainer"))
+            answer = requests.post(
+                f"http://127.0.0.1:{port}/webhook",
+                data=body,
+                headers=delivery_headers("issues", body),
+                timeout=10,
+            )
+            assert answer.status_code == 202, answer.text
+            gh.wait_for(lambda: any("Done" in c["body"] for c in gh.comments(REPO, 1)), timeout=30)
+            assert (tmp_path / "data" / "redis").is_dir()  # the embedded Redis keeps its data there
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            code = serve.wait(timeout=30)
+            print((tmp_path / "serve.log").read_text())
+        assert code == 0
+        assert gh.violations == []
+
+
+def wait_healthy(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.ConnectionError):
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(url)

@@ -325,3 +325,21 @@ def test_installation_creates_labels_once_and_keeps_existing_ones(github, redis_
     work(redis_conn)
     assert len(github.labels("Codertocat/Space")) == len(labels)
     assert len(github.calls_to("POST", r"/repos/Codertocat/Hello-World/labels")) == len(labels) - 1
+
+
+def test_labels_command_creates_missing_labels(github, capsys) -> None:
+    from bot.cli import main
+
+    assert main(["labels", REPO]) == 0
+    assert "created 5 label(s)" in capsys.readouterr().out
+    assert main(["labels", REPO]) == 0
+    assert "created 0 label(s)" in capsys.readouterr().out
+    assert len(github.labels(REPO)) == 5
+
+
+def test_worker_refuses_to_start_without_app_credentials(monkeypatch, capsys) -> None:
+    from bot.cli import main
+
+    monkeypatch.delenv("GITHUB_APP_ID")
+    assert main(["worker", "--burst"]) == 2
+    assert "GITHUB_APP_ID must be set" in capsys.readouterr().err
