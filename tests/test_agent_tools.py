@@ -22,8 +22,6 @@ from bot.agent.tools import (
     ReadFileArgs,
     Toolbox,
     ToolResult,
-    anthropic_tool,
-    openai_tool,
 )
 
 
@@ -87,12 +85,12 @@ def test_specs_are_derived_from_the_pydantic_models(box: Toolbox) -> None:
 
 def test_provider_formats(box: Toolbox) -> None:
     spec = box.specs()[0]
-    assert anthropic_tool(spec) == {
+    assert spec.to_anthropic() == {
         "name": "list_dir",
         "description": spec.description,
         "input_schema": spec.parameters,
     }
-    assert openai_tool(spec) == {
+    assert spec.to_openai() == {
         "type": "function",
         "function": {"name": "list_dir", "description": spec.description, "parameters": spec.parameters},
     }

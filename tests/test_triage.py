@@ -90,7 +90,7 @@ def test_label_reacts_posts_a_queued_status_and_enqueues_the_run(github, redis_c
     assert github.reactions(REPO, 1) == ["eyes"]
     [status] = bot_comments(github)
     assert "Queued" in status["body"] and "plan-opus impl-kimi" in status["body"]
-    assert "claude-opus-4-5" in status["body"] and "kimi-k2.6" in status["body"]
+    assert "claude-opus-5" in status["body"] and "kimi-k2.6" in status["body"]
     assert status["performed_via_github_app"]["id"] == APP_ID
     [job] = run_jobs(redis_conn)
     [record] = RunStore(redis_conn).for_issue(REPO, 1)
@@ -238,7 +238,7 @@ def test_invalid_repository_config_is_reported(github, redis_conn) -> None:
 def test_models_lists_the_registry(github, redis_conn) -> None:
     command(github, redis_conn, "/archon models", sender="reader")
     reply = only_reply(github)
-    assert "| `opus` | anthropic | `claude-opus-4-5`" in reply and "`kimi-k2.6`" in reply
+    assert "| `opus` | anthropic | `claude-opus-5`" in reply and "`kimi-k2.6`" in reply
     assert "plan=`opus`" in reply
 
 

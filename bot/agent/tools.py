@@ -29,6 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.providers.types import ToolSpec
+
 READ_ONLY = ("list_dir", "read_file", "search")
 ALL = (*READ_ONLY, "write_file", "edit_file", "run")
 
@@ -57,38 +59,11 @@ class ToolError(Exception):
     """A mistake the model can fix; the message goes back to it as the tool's result."""
 
 
-class ToolSpec(BaseModel):
-    """A provider-neutral tool definition; `anthropic_tool` and `openai_tool` translate it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    description: str
-    parameters: dict[str, Any]
-
-    @classmethod
-    def from_args(cls, name: str, args: type[BaseModel]) -> ToolSpec:
-        """Derive the definition from the argument model, so schema and validation cannot drift."""
-        schema = args.model_json_schema()
-        schema.pop("title", None)
-        description = " ".join(schema.pop("description", "").split())  # unwrap the docstring's lines
-        return cls(name=name, description=description, parameters=schema)
-
-
 class ToolResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     content: str
     is_error: bool = False
-
-
-def anthropic_tool(spec: ToolSpec) -> dict[str, Any]:
-    return {"name": spec.name, "description": spec.description, "input_schema": spec.parameters}
-
-
-def openai_tool(spec: ToolSpec) -> dict[str, Any]:
-    function = {"name": spec.name, "description": spec.description, "parameters": spec.parameters}
-    return {"type": "function", "function": function}
 
 
 # --- Argument models: each docstring is what the model reads about the tool.

@@ -27,6 +27,19 @@ class Provider(StrEnum):
     SCRIPTED = "scripted"
 
 
+class Prices(BaseModel):
+    """USD per million tokens, as the provider bills them. Thinking/reasoning tokens bill as output."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0, description="Uncached input tokens.")
+    cache_write: float = Field(ge=0, description="Tokens written to the prompt cache (5-minute cache).")
+    cache_read: float = Field(ge=0, description="Input tokens read from the prompt cache.")
+    output: float = Field(ge=0, description="Output tokens, thinking included.")
+    as_of: str = Field("", description="Date the prices were checked (YYYY-MM-DD).")
+    source: str = Field("", description="Where they were read.")
+
+
 class ModelSpec(BaseModel):
     """What an alias stands for."""
 
@@ -35,14 +48,77 @@ class ModelSpec(BaseModel):
     provider: Provider = Field(description="Which API answers for this model.")
     model: str = Field(min_length=1, description="The provider's model id.")
     description: str = Field("", description="One line shown by `/archon models`.")
+    context_window: int = Field(200_000, gt=0, description="Tokens the model accepts, prompt and output.")
+    max_output_tokens: int = Field(16_000, gt=0, description="Default output cap per call.")
+    prices: Prices | None = Field(None, description="Per-million-token prices; None: cost unknown (0).")
 
+
+_ANTHROPIC_PRICES = "https://platform.claude.com/docs/en/about-claude/pricing"
+_MOONSHOT_PRICES = "https://platform.moonshot.ai/docs/pricing/chat (K2.6: $0.16 hit / $0.95 miss / $4.00 out)"
+_OPENAI_PRICES = "https://openai.com/api/pricing"
 
 DEFAULT_MODELS: Mapping[str, ModelSpec] = {
-    "opus": ModelSpec(provider=Provider.ANTHROPIC, model="claude-opus-4-5", description="strongest planner"),
-    "sonnet": ModelSpec(provider=Provider.ANTHROPIC, model="claude-sonnet-4-5", description="balanced"),
-    "haiku": ModelSpec(provider=Provider.ANTHROPIC, model="claude-haiku-4-5", description="fast explorer"),
-    "kimi": ModelSpec(provider=Provider.MOONSHOT, model="kimi-k2.6", description="low-cost implementer"),
-    "gpt": ModelSpec(provider=Provider.OPENAI, model="gpt-5", description="OpenAI flagship"),
+    "opus": ModelSpec(
+        provider=Provider.ANTHROPIC,
+        model="claude-opus-5",
+        description="strongest planner",
+        context_window=200_000,
+        max_output_tokens=32_000,
+        prices=Prices(
+            input=5, cache_write=6.25, cache_read=0.5, output=25, as_of="2026-11-27", source=_ANTHROPIC_PRICES
+        ),
+    ),
+    "sonnet": ModelSpec(
+        provider=Provider.ANTHROPIC,
+        model="claude-sonnet-5",
+        description="balanced",
+        context_window=200_000,
+        max_output_tokens=32_000,
+        prices=Prices(
+            input=2, cache_write=2.5, cache_read=0.2, output=10, as_of="2026-11-27", source=_ANTHROPIC_PRICES
+        ),
+    ),
+    "haiku": ModelSpec(
+        provider=Provider.ANTHROPIC,
+        model="claude-haiku-4-5",
+        description="fast explorer",
+        context_window=200_000,
+        max_output_tokens=16_000,
+        prices=Prices(
+            input=1, cache_write=1.25, cache_read=0.1, output=5, as_of="2026-11-27", source=_ANTHROPIC_PRICES
+        ),
+    ),
+    "kimi": ModelSpec(
+        provider=Provider.MOONSHOT,
+        model="kimi-k2.6",
+        description="low-cost implementer",
+        context_window=262_144,
+        max_output_tokens=32_000,
+        # Moonshot caches prefixes automatically and bills no cache-write surcharge.
+        prices=Prices(
+            input=0.95,
+            cache_write=0.95,
+            cache_read=0.16,
+            output=4,
+            as_of="2026-11-27",
+            source=_MOONSHOT_PRICES,
+        ),
+    ),
+    "gpt": ModelSpec(
+        provider=Provider.OPENAI,
+        model="gpt-5",
+        description="OpenAI flagship",
+        context_window=400_000,
+        max_output_tokens=32_000,
+        prices=Prices(
+            input=1.25,
+            cache_write=1.25,
+            cache_read=0.125,
+            output=10,
+            as_of="2026-11-27",
+            source=_OPENAI_PRICES,
+        ),
+    ),
 }
 
 
