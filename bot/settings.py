@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, description="OpenAI-compatible base URL; unset: the SDK's.")
     moonshot_api_key: SecretStr | None = Field(None, description="Moonshot API key (Kimi).")
     moonshot_base_url: str = Field("https://api.moonshot.ai/v1", description="Moonshot API base URL.")
+    openrouter_api_key: SecretStr | None = Field(None, description="OpenRouter API key.")
+    openrouter_base_url: str = Field("https://openrouter.ai/api/v1", description="OpenRouter API base URL.")
 
     archon_allowed_permissions: Annotated[tuple[str, ...], NoDecode] = Field(
         ("write", "maintain", "admin"),
@@ -83,10 +85,21 @@ class Settings(BaseSettings):
     archon_models_file: Path | None = Field(
         None, description="YAML file adding or overriding model aliases for this deployment."
     )
+    archon_fallbacks: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("kimi=sonnet",),
+        description="Fallback chains, `alias=next>next`, comma-separated: used after repeated provider failures.",
+    )
+    archon_scripts_dir: Path | None = Field(
+        None, description="Where `scripted` models' scripts live (besides the bundled ones)."
+    )
     archon_run_timeout: int = Field(3600, description="Seconds a run job may take before RQ stops it.")
 
     @field_validator(
-        "archon_allowed_permissions", "archon_label_presets", "archon_default_models", mode="before"
+        "archon_allowed_permissions",
+        "archon_label_presets",
+        "archon_default_models",
+        "archon_fallbacks",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -142,6 +155,11 @@ class Settings(BaseSettings):
         """`ARCHON_DEFAULT_MODELS` as a role → alias mapping."""
         pairs = (item.split("=", 1) for item in self.archon_default_models)
         return {role.strip(): alias.strip() for role, alias in pairs}
+
+    def fallbacks(self) -> dict[str, list[str]]:
+        """`ARCHON_FALLBACKS` as alias → the aliases to try next, in order."""
+        chains = (item.split("=", 1) for item in self.archon_fallbacks if "=" in item)
+        return {alias.strip(): [a.strip() for a in rest.split(">") if a.strip()] for alias, rest in chains}
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.agent.loop import Agent, AgentLimits, ModelSlot
+from bot.agent.loop import Agent, AgentLimits
 from bot.agent.tools import ALL, READ_ONLY, Toolbox
 from bot.agent.transcript import read_transcript
 from bot.providers.pricing import cache_savings_usd, cost_usd
@@ -20,7 +20,15 @@ from bot.providers.scripted import (
     load_script,
     turns_from_messages,
 )
-from bot.providers.types import Message, ProviderError, Reasoning, ThinkingBlock, ToolResultBlock, Usage
+from bot.providers.types import (
+    Message,
+    ModelSlot,
+    ProviderError,
+    Reasoning,
+    ThinkingBlock,
+    ToolResultBlock,
+    Usage,
+)
 
 OPUS, KIMI = DEFAULT_MODELS["opus"], DEFAULT_MODELS["kimi"]
 FREE = ModelSpec(provider=Provider.SCRIPTED, model="script")

@@ -20,12 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.agent.ledger import Ledger
 from bot.agent.tools import Toolbox
 from bot.agent.transcript import Transcript
-from bot.providers.registry import ModelSpec
 from bot.providers.types import (
     Message,
-    ModelProvider,
     ModelRequest,
     ModelResponse,
+    ModelSlot,
     ProviderError,
     Reasoning,
     TextBlock,
@@ -49,14 +48,6 @@ class AgentLimits(BaseModel):
     max_wall_s: float = Field(3600, gt=0, description="Seconds since the run started.")
     max_output_tokens: int | None = Field(None, gt=0, description="Per call; default: the model's cap.")
     switch_after: int = Field(2, gt=0, description="Consecutive failed calls before the next fallback.")
-
-
-@dataclass(frozen=True)
-class ModelSlot:
-    """One entry of a node's fallback chain: a provider and the registry entry that prices it."""
-
-    provider: ModelProvider
-    spec: ModelSpec
 
 
 @dataclass

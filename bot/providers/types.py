@@ -7,9 +7,12 @@ else in the bot sees a provider's own shapes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from bot.providers.registry import ModelSpec
 
 
 class _Frozen(BaseModel):
@@ -159,3 +162,11 @@ class ModelProvider(Protocol):
     model: str
 
     def complete(self, request: ModelRequest) -> ModelResponse: ...
+
+
+@dataclass(frozen=True)
+class ModelSlot:
+    """One entry of a node's fallback chain: a provider and the registry entry that prices it."""
+
+    provider: ModelProvider
+    spec: ModelSpec

@@ -1,0 +1,1 @@
+"""Scripts the `scripted` provider finds by name (the demo's)."""
