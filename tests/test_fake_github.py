@@ -105,3 +105,68 @@ def test_enterprise_server_prefix() -> None:
         assert (
             requests.get(gh.api_url.removesuffix("/api/v3") + f"/repos/{REPO}", timeout=5).status_code == 404
         )
+
+
+def bare_repo_with_branch(tmp_path) -> tuple:
+    """A bare repository with `main` and a branch `fix` that edits one file and adds another."""
+    import subprocess
+
+    work, bare = tmp_path / "work", tmp_path / "remotes" / "Codertocat" / "Hello-World.git"
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+        "PATH": "/usr/bin:/bin",
+    }
+
+    def git(*args, cwd=work):
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
+
+    work.mkdir()
+    git("init", "-q", "-b", "main")
+    (work / "app.py").write_text("a = 1\nb = 2\nc = 3\n")
+    git("add", "-A")
+    git("commit", "-qm", "base")
+    git("checkout", "-qb", "fix")
+    (work / "app.py").write_text("a = 1\nb = 20\nc = 3\n")
+    (work / "test_app.py").write_text("def test():\n    assert True\n")
+    git("add", "-A")
+    git("commit", "-qm", "fix")
+    bare.parent.mkdir(parents=True)
+    git("clone", "-q", "--bare", str(work), str(bare), cwd=tmp_path)
+    return bare
+
+
+def test_draft_pull_requests_and_reviews(github: FakeGitHub, tmp_path) -> None:
+    from bot.github.forge import RepoForge
+
+    github.add_repo(REPO, installation=INSTALLATION_ID, git_dir=bare_repo_with_branch(tmp_path))
+    github.add_issue(REPO, 1)
+    forge = RepoForge(client(github), REPO)
+    first = forge.open_draft_pull("fix", "main", "Fix b", "Fixes #1", key="r1")
+    again = forge.open_draft_pull("fix", "main", "Fix b", "Fixes #1", key="r1")
+    assert first == again and first.id == 2  # pull requests share numbers with issues
+    [pull] = github.pulls(REPO)
+    assert pull["draft"] is True and pull["head"]["ref"] == "fix" and "archon-bot:pull:r1" in pull["body"]
+    assert (pull["additions"], pull["deletions"], pull["changed_files"]) == (3, 1, 2)
+    files = dict(forge.pull_diff_files(2))
+    assert set(files) == {"app.py", "test_app.py"} and "+b = 20" in files["app.py"]
+    comment = {"path": "app.py", "line": 2, "side": "RIGHT", "body": "why 20?"}
+    review = forge.post_review(2, "Looks fine", key="r1", comments=[comment])
+    assert forge.post_review(2, "Looks fine", key="r1", comments=[comment]) == review
+    [stored] = github.reviews(REPO, 2)
+    assert stored["state"] == "COMMENTED" and stored["comments"] == [comment]
+    assert github.violations == []
+    with pytest.raises(GithubException) as raised:
+        forge.post_review(2, "x", key="r2", comments=[{**comment, "line": 99}])
+    assert raised.value.status == 422
+    github.violations.clear()
+
+
+def test_pull_request_needs_an_existing_branch(github: FakeGitHub, tmp_path) -> None:
+    github.add_repo(REPO, installation=INSTALLATION_ID, git_dir=bare_repo_with_branch(tmp_path))
+    with pytest.raises(GithubException) as raised:
+        client(github).get_repo(REPO).create_pull(base="main", head="nope", title="t", body="b", draft=True)
+    assert raised.value.status == 422
+    github.violations.clear()

@@ -37,6 +37,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from bot.fakes import github_objects as obj
+from bot.fakes import github_pulls as gp
 
 ROLE_TO_PERMISSION = {
     "admin": "admin",
@@ -84,6 +85,8 @@ class Repo:
     collaborators: dict[str, str] = field(default_factory=dict)  # login → role name
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower-case name → label
     issues: dict[int, Issue] = field(default_factory=dict)
+    git_dir: Path | None = None  # the bare repository pushes land in (pull requests read it)
+    pulls: dict[int, gp.Pull] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,7 +137,8 @@ class FakeGitHub:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.urls = obj.Urls("http://127.0.0.1", "http://127.0.0.1")
-        self._routes = Map([Rule(self.prefix + path, endpoint=name, methods=[m]) for m, path, name in ROUTES])
+        routes = (*ROUTES, *gp.PULL_ROUTES)
+        self._routes = Map([Rule(self.prefix + path, endpoint=name, methods=[m]) for m, path, name in routes])
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -201,6 +205,7 @@ class FakeGitHub:
         collaborators: dict[str, str] | None = None,
         default_branch: str = "main",
         clone_url: str | None = None,
+        git_dir: Path | None = None,
     ) -> Repo:
         """A repository the installation can see. `collaborators` maps login → role name."""
         with self._lock:
@@ -212,6 +217,7 @@ class FakeGitHub:
                 installation=installation,
                 default_branch=default_branch,
                 clone_url=clone_url or f"{self.urls.web}/{full_name}.git",
+                git_dir=git_dir,
             )
             for path, text in (files or {}).items():
                 repo.files[path] = text.encode() if isinstance(text, str) else text
@@ -312,6 +318,34 @@ class FakeGitHub:
     def labels(self, full_name: str) -> dict[str, dict[str, Any]]:
         with self._lock:
             return {label["name"]: dict(label) for label in self._repo(full_name).labels.values()}
+
+    def pulls(self, full_name: str) -> list[dict[str, Any]]:
+        """Pull requests as the API shows them, oldest first."""
+        with self._lock:
+            repo = self._repo(full_name)
+            return [self._pull_body(repo, pull) for pull in repo.pulls.values()]
+
+    def reviews(self, full_name: str, number: int) -> list[dict[str, Any]]:
+        """Reviews on a pull request, each with the inline `comments` it was posted with."""
+        with self._lock:
+            return [dict(r) for r in self._repo(full_name).pulls[number].reviews]
+
+    def add_pull(
+        self,
+        full_name: str,
+        *,
+        head: str,
+        base: str = "main",
+        title: str = "A change",
+        body: str = "",
+        author: str = "octocat",
+    ) -> int:
+        """A pull request someone opened (its head branch must exist in `git_dir`)."""
+        with self._changed:
+            self._user(author)
+            pull = self._new_pull(self._repo(full_name), title, body, head, base, False, author)
+            self._changed.notify_all()
+            return pull.number
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
         """Block until `predicate()` is truthy (re-checked on every state change); return its value."""
@@ -648,6 +682,142 @@ class FakeGitHub:
         for entry in listing:
             entry.pop("content"), entry.pop("encoding")
         return 200, listing, {}
+
+    # --- operations: pull requests and reviews -------------------------------------------------
+
+    def _new_pull(
+        self, repo: Repo, title: str, body: str, head: str, base: str, draft: bool, author: str
+    ) -> gp.Pull:
+        if repo.git_dir is None:
+            raise GitHubError(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "PullRequest", "code": "invalid", "field": "head"}],
+            )
+        head_sha, base_sha = gp.branch_sha(repo.git_dir, head), gp.branch_sha(repo.git_dir, base)
+        if head_sha is None or base_sha is None:
+            field_name = "head" if head_sha is None else "base"
+            raise GitHubError(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "PullRequest", "code": "invalid", "field": field_name}],
+            )
+        number = max([*repo.issues, 0]) + 1
+        merge_base = gp.git(repo.git_dir, "merge-base", base_sha, head_sha).strip()
+        pull = gp.Pull(number, title, body, head, base, draft, author, head_sha, merge_base)
+        repo.pulls[number] = pull
+        repo.issues[number] = Issue(number, title, body, author, pull_request=True)
+        return pull
+
+    def _pull_body(self, repo: Repo, pull: gp.Pull) -> dict[str, Any]:
+        assert repo.git_dir is not None
+        kind = "Bot" if pull.author == self.bot_login else "User"
+        return gp.pull_body(
+            self.urls,
+            self._repo_body(repo),
+            self._user(repo.full_name.split("/")[0]),
+            self._user(pull.author, kind=kind),
+            pull,
+            gp.pull_diff(repo.git_dir, pull),
+        )
+
+    def _pull(self, repo: Repo, number: int) -> gp.Pull:
+        if number not in repo.pulls:
+            raise GitHubError(404, "Not Found")
+        return repo.pulls[number]
+
+    def _op_list_pulls(self, request: Request, call: Call, body: Any, owner: str, repo: str) -> tuple:
+        found = self._need_repo(call, owner, repo)
+        state, head = request.args.get("state", "open"), gp.head_filter(request)
+        chosen = [
+            p
+            for p in found.pulls.values()
+            if (state == "all" or p.state == state) and (head is None or p.head == head)
+        ]
+        page, headers = _paginate(request, [self._pull_body(found, p) for p in chosen])
+        return 200, page, headers
+
+    def _op_create_pull(self, request: Request, call: Call, body: Any, owner: str, repo: str) -> tuple:
+        found = self._need_repo(call, owner, repo)
+        title, head, base = (_require_string(body, key) for key in ("title", "head", "base"))
+        head = head.split(":", 1)[-1]
+        if any(p.head == head and p.state == "open" for p in found.pulls.values()):
+            raise GitHubError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "PullRequest",
+                        "code": "custom",
+                        "message": f"A pull request already exists for {owner}:{head}.",
+                    }
+                ],
+            )
+        pull = self._new_pull(
+            found, title, body.get("body") or "", head, base, bool(body.get("draft")), self.bot_login
+        )
+        created = self._pull_body(found, pull)
+        return 201, created, {"Location": created["url"]}
+
+    def _op_get_pull(
+        self, request: Request, call: Call, body: Any, owner: str, repo: str, number: int
+    ) -> tuple:
+        found = self._need_repo(call, owner, repo)
+        return 200, self._pull_body(found, self._pull(found, number)), {}
+
+    def _op_pull_files(
+        self, request: Request, call: Call, body: Any, owner: str, repo: str, number: int
+    ) -> tuple:
+        found = self._need_repo(call, owner, repo)
+        pull = self._pull(found, number)
+        assert found.git_dir is not None
+        entries = gp.diff_entries(
+            self.urls.api, self.urls.web, found.full_name, pull, gp.pull_diff(found.git_dir, pull)
+        )
+        page, headers = _paginate(request, entries)
+        return 200, page, headers
+
+    def _op_list_reviews(
+        self, request: Request, call: Call, body: Any, owner: str, repo: str, number: int
+    ) -> tuple:
+        found = self._need_repo(call, owner, repo)
+        reviews = [{k: v for k, v in r.items() if k != "comments"} for r in self._pull(found, number).reviews]
+        page, headers = _paginate(request, reviews)
+        return 200, page, headers
+
+    def _op_create_review(
+        self, request: Request, call: Call, body: Any, owner: str, repo: str, number: int
+    ) -> tuple:
+        found = self._need_repo(call, owner, repo)
+        pull = self._pull(found, number)
+        event = body.get("event") if isinstance(body, dict) else None
+        if event not in ("COMMENT", "APPROVE", "REQUEST_CHANGES"):
+            raise GitHubError(
+                422,
+                "Unprocessable Entity",
+                errors=[
+                    "a pending review cannot be created by an app here; "
+                    "send event COMMENT, APPROVE or REQUEST_CHANGES"
+                ],
+            )
+        text = body.get("body") or ""
+        if event != "APPROVE" and not text:
+            raise GitHubError(422, "Unprocessable Entity", errors=["Body is required for this event"])
+        assert found.git_dir is not None
+        comments = body.get("comments") or []
+        if problems := gp.unanchored(gp.pull_diff(found.git_dir, pull), comments):
+            raise GitHubError(422, "Unprocessable Entity", errors=problems)
+        review = gp.review_body(
+            self.urls,
+            found.full_name,
+            pull,
+            next(self._ids),
+            self._user(self.bot_login, kind="Bot"),
+            text,
+            event,
+        )
+        pull.reviews.append({**review, "comments": comments})
+        return 200, review, {}
 
     # --- state helpers -------------------------------------------------------------------------
 

@@ -18,6 +18,9 @@ from bot.labels import LabelSpec
 
 log = logging.getLogger(__name__)
 
+PULL_KIND = "pull"
+REVIEW_KIND = "review"
+
 
 @dataclass(frozen=True)
 class PostedComment:
@@ -76,6 +79,43 @@ class RepoForge:
         except UnknownObjectException:
             log.warning("comment %s on %s#%s is gone; posting anew", comment_id, self.full_name, issue)
             return self.upsert_comment(issue, kind, key, body)
+
+    # --- pull requests and reviews --------------------------------------------------------------
+
+    def open_draft_pull(self, head: str, base: str, title: str, body: str, key: str) -> PostedComment:
+        """Open a draft PR for `head`, or return the open one a previous attempt made (same branch).
+
+        The body carries a `pull` marker keyed by the run, so a PR is recognisable as this run's even
+        after people edit its title.
+        """
+        text = body if has_marker(body, PULL_KIND, key) else with_marker(body, PULL_KIND, key)
+        owner = self.full_name.split("/", 1)[0]
+        for pull in self.repo.get_pulls(state="open", head=f"{owner}:{head}"):
+            if pull.body and has_marker(pull.body, PULL_KIND, key):
+                return PostedComment(pull.number, pull.html_url)
+        try:
+            pull = self.repo.create_pull(base=base, head=head, title=title, body=text, draft=True)
+        except GithubException as error:
+            if error.status != 422:
+                raise
+            existing = next(iter(self.repo.get_pulls(state="open", head=f"{owner}:{head}")), None)
+            if existing is None:
+                raise
+            pull = existing  # created by a request whose answer we never saw (a 5xx and a retry)
+        return PostedComment(pull.number, pull.html_url)
+
+    def pull_diff_files(self, number: int) -> list[tuple[str, str | None]]:
+        """(filename, patch) of a pull request's files; patch is None for binary or huge files."""
+        return [(f.filename, f.patch) for f in self.repo.get_pull(number).get_files()]
+
+    def post_review(self, number: int, body: str, key: str, comments: list[dict]) -> int:
+        """A COMMENT review (never approve or request changes), once per key."""
+        pull = self.repo.get_pull(number)
+        for review in pull.get_reviews():
+            if review.body and has_marker(review.body, REVIEW_KIND, key):
+                return review.id
+        text = body if has_marker(body, REVIEW_KIND, key) else with_marker(body, REVIEW_KIND, key)
+        return pull.create_review(body=text, event="COMMENT", comments=comments).id
 
     # --- repository content and labels --------------------------------------------------------
 
