@@ -1,0 +1,1 @@
+"""The bundled workflows (`*.yml`), found by `bot.workflow.schema.load_workflows`."""
