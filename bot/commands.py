@@ -37,7 +37,7 @@ COMMANDS: dict[CommandName, CommandInfo] = {
     for info in (
         CommandInfo(
             CommandName.RUN,
-            "/archon run [plan=M] [impl=M] [explore=M] [eval=M] [workflow=W]",
+            "/archon run [plan=M] [impl=M] [explore=M] [eval=M] [workflow=W] [gate=plan]",
             "Plan and implement this issue (label tokens such as `plan-opus impl-kimi` work too).",
             available=True,
         ),
@@ -91,7 +91,7 @@ COMMANDS: dict[CommandName, CommandInfo] = {
 
 LABEL_HELP = (
     "Labels: `archon:plan-<model> impl-<model>` (tokens: `plan-`, `impl-`, `explore-`, `eval-`, "
-    "`workflow-`; space- or comma-separated) starts a run; `archon:bench` runs the model matrix. "
+    "`workflow-`, `gate-plan`; space- or comma-separated) starts a run; `archon:bench` runs the model matrix. "
     "Several `archon:` labels combine: the label just applied wins, the others on the issue fill "
     "the roles it leaves open."
 )

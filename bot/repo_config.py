@@ -6,7 +6,7 @@ with the field and the reason, and nothing starts on a guess.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,10 +38,21 @@ class TriggerPolicy(BaseModel):
         return value
 
 
+class RunBudgets(BaseModel):
+    """Caps for every agent node of a run here (a workflow node's own `budget` may lower them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_cost_usd: float | None = Field(None, gt=0, description="Dollars per node.")
+    max_turns: int | None = Field(None, gt=0, description="Model calls per node.")
+    max_wall_s: float | None = Field(None, gt=0, description="Seconds per node.")
+    max_tokens: int | None = Field(None, gt=0, description="Tokens per node.")
+
+
 class RepoConfig(BaseModel):
     """The whole file. Unknown keys are errors, so a typo never silently does nothing."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     models: dict[str, ModelSpec] = Field(
         default_factory=dict, description="Aliases added or overridden for this repository."
@@ -50,6 +61,15 @@ class RepoConfig(BaseModel):
         default_factory=dict, description="Model alias per role when a trigger names none."
     )
     triggers: TriggerPolicy = Field(default_factory=TriggerPolicy)
+    validate_commands: tuple[str, ...] = Field(
+        (),
+        alias="validate",
+        description="Commands that check a change (tests, lint), run in order; detected when empty.",
+    )
+    gate: Literal["plan", "none"] | None = Field(
+        None, description="`plan`: every run stops for `/archon approve` after posting its plan."
+    )
+    budgets: RunBudgets = Field(default_factory=lambda: RunBudgets())
 
     @field_validator("models", mode="before")
     @classmethod

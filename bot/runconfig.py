@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,6 +40,7 @@ class RunConfig(BaseModel):
     issue: int
     workflow: str
     models: dict[Role, ResolvedModel]
+    gate: Literal["plan", "none"] | None = None
 
     def job_id(self) -> str:
         """RQ job id derived from (repository, issue, configuration)."""
@@ -57,6 +59,7 @@ def resolve_run(
     issue: int,
     registry: ModelRegistry,
     defaults: Mapping[Role, str],
+    gate: Literal["plan", "none"] | None = None,
 ) -> RunConfig:
     """Resolve every role to a model; the first unknown alias raises with the valid choices."""
     models = {}
@@ -69,4 +72,5 @@ def resolve_run(
             valid = ", ".join(f"`{a}`" for a in registry.aliases())
             raise UnknownModelError(f"`{role}={alias}`: unknown model alias. Valid aliases: {valid}.")
         models[role] = ResolvedModel(alias=alias.lower(), spec=spec)
-    return RunConfig(repo=repo, issue=issue, workflow=request.workflow or DEFAULT_WORKFLOW, models=models)
+    workflow = request.workflow or DEFAULT_WORKFLOW
+    return RunConfig(repo=repo, issue=issue, workflow=workflow, models=models, gate=request.gate or gate)

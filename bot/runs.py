@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import redis
 from pydantic import BaseModel, Field
 
+from bot.agent.ledger import ProviderStats
+from bot.providers.types import Usage
 from bot.runconfig import RunConfig
 
 RECORD_TTL = 90 * 24 * 3600
@@ -21,6 +24,7 @@ RECORD_TTL = 90 * 24 * 3600
 class RunState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting for approval"
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -28,6 +32,45 @@ class RunState(StrEnum):
     @property
     def active(self) -> bool:
         return self in (RunState.QUEUED, RunState.RUNNING)
+
+
+class NodeState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class NodeRun(BaseModel):
+    """One workflow node of a run: what ran it, what it cost, what it produced."""
+
+    id: str
+    kind: str
+    state: NodeState = NodeState.PENDING
+    model: str | None = Field(None, description="Alias chosen for the node (agent nodes).")
+    answered_by: str | None = Field(None, description="Provider/model that actually answered last.")
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    providers: dict[str, ProviderStats] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class IssueInfo(BaseModel):
+    number: int
+    title: str
+    body: str = ""
+    url: str = ""
 
 
 def now() -> datetime:
@@ -54,6 +97,28 @@ class RunRecord(BaseModel):
     created_at: datetime = Field(default_factory=now)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    issue: IssueInfo | None = None
+    default_branch: str | None = None
+    branch: str | None = None
+    nodes: dict[str, NodeRun] = Field(default_factory=dict, description="In workflow order.")
+    loops: dict[str, int] = Field(default_factory=dict, description="Loop node id → iterations run.")
+    approved: bool = False
+    feedback: str = ""
+    plan_urls: list[str] = Field(default_factory=list, description="Plan comments, the current one last.")
+    pr_number: int | None = None
+    pr_url: str | None = None
+    failed_node: str | None = None
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for node in self.nodes.values():
+            total = total + node.usage
+        return total
+
+    @property
+    def cost_usd(self) -> float:
+        return round(sum(node.cost_usd for node in self.nodes.values()), 6)
 
 
 class RunStore:

@@ -112,6 +112,7 @@ class Triage:
                 issue=task.issue,
                 registry=self.registry(config),
                 defaults=self.defaults(config),
+                gate=config.gate,
             )
         except UnknownModelError as error:
             return self.reply(f"nothing was started: {error}")

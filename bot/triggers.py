@@ -56,6 +56,9 @@ class RunRequest(_Request):
     kind: Literal["run"] = "run"
     models: dict[Role, str] = Field(default_factory=dict, description="Alias per role, as typed.")
     workflow: str | None = None
+    gate: Literal["plan", "none"] | None = Field(
+        None, description="`plan`: stop for approval after the plan."
+    )
 
 
 class BenchRequest(_Request):
@@ -161,7 +164,7 @@ def _pairs(tokens: Iterable[str], allowed: Sequence[str]) -> dict[str, str]:
 
 # --- requests -------------------------------------------------------------------------------------
 
-_RUN_KEYS = ("plan", "impl", "explore", "eval", "workflow")
+_RUN_KEYS = ("plan", "impl", "explore", "eval", "workflow", "gate")
 _BENCH_KEYS = ("plan", "impl", "explore", "eval", "issues", "repeat", "prs")
 
 
@@ -173,8 +176,15 @@ def _run_request(tokens: Iterable[str]) -> RunRequest:
                 f"`{key}={value}`: a run uses one model per role; use `/archon bench` to compare several."
             )
     workflow = pairs.pop("workflow", None)
+    gate = _gate(pairs.pop("gate")) if "gate" in pairs else None
     models = {Role(key): _alias(value, key) for key, value in pairs.items()}
-    return RunRequest(models=models, workflow=_workflow(workflow) if workflow else None)
+    return RunRequest(models=models, workflow=_workflow(workflow) if workflow else None, gate=gate)
+
+
+def _gate(value: str) -> Literal["plan", "none"]:
+    if value not in ("plan", "none"):
+        raise TriggerError(f"`gate={value}` must be `plan` (stop for approval after the plan) or `none`.")
+    return value  # type: ignore[return-value]
 
 
 def _bench_request(tokens: Iterable[str]) -> BenchRequest:
@@ -271,7 +281,7 @@ def request_from_labels(applied: str, on_issue: Iterable[str]) -> RunRequest | B
     request = parse_label(applied)
     if not isinstance(request, RunRequest):
         return request
-    models, workflow = dict(request.models), request.workflow
+    models, workflow, gate = dict(request.models), request.workflow, request.gate
     filled_by: dict[str, str] = {}
     for other in on_issue:
         if other == applied or not is_archon_label(other) or other.lower() == BENCH_LABEL:
@@ -279,10 +289,11 @@ def request_from_labels(applied: str, on_issue: Iterable[str]) -> RunRequest | B
         extra = parse_label(other)
         assert isinstance(extra, RunRequest)
         workflow = _fill("workflow", workflow, extra.workflow, request.workflow, other, filled_by)
+        gate = _fill("gate", gate, extra.gate, request.gate, other, filled_by)  # type: ignore[assignment]
         for role, alias in extra.models.items():
             kept = _fill(role.value, models.get(role), alias, request.models.get(role), other, filled_by)
             models[role] = kept  # type: ignore[assignment]
-    return RunRequest(models=models, workflow=workflow)
+    return RunRequest(models=models, workflow=workflow, gate=gate)
 
 
 def _fill(

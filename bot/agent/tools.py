@@ -59,6 +59,19 @@ class ToolError(Exception):
     """A mistake the model can fix; the message goes back to it as the tool's result."""
 
 
+class CommandResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    command: str
+    output: str
+    exit_code: int
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
 class ToolResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -172,6 +185,15 @@ class Toolbox:
         except OSError as exc:
             return self._result(f"{name} failed: {self._os_message(exc)}", is_error=True)
         return self._result(content, is_error=False)
+
+    def execute(self, command: str, timeout_s: int | None = None) -> CommandResult:
+        """Run a command the bot (not the model) chose — validation, a workflow's shell node — with the
+        same scrubbed environment, process-group kill, redaction and output cap as the `run` tool."""
+        timeout = timeout_s or self.run_timeout_s
+        with tempfile.TemporaryDirectory(prefix="archon-home-") as home:
+            output, timed_out, code = _execute(self, command, timeout, home)
+        text = _middle_cut(self.redact(output.decode("utf-8", errors="replace")), self.max_output_chars)
+        return CommandResult(command=command, output=text, exit_code=code, timed_out=timed_out)
 
     def resolve(self, path: str) -> Path:
         """The real location of `path`, refused when it leaves the worktree or enters `.git`.
