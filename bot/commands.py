@@ -91,7 +91,8 @@ COMMANDS: dict[CommandName, CommandInfo] = {
 
 LABEL_HELP = (
     "Labels: `archon:plan-<model> impl-<model>` (tokens: `plan-`, `impl-`, `explore-`, `eval-`, "
-    "`workflow-`, `gate-plan`; space- or comma-separated) starts a run; `archon:bench` runs the model matrix. "
+    "`workflow-`, `gate-plan`; space- or comma-separated) starts a run; `archon:bench` runs the model "
+    "matrix. "
     "Several `archon:` labels combine: the label just applied wins, the others on the issue fill "
     "the roles it leaves open."
 )

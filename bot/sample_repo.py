@@ -20,7 +20,7 @@ ISSUE_BODY = (
 VALIDATE = "python3 -m unittest discover -s tests -t . -q"
 
 FILES = {
-    "README.md": "# textkit\n\nSmall text helpers. Run the tests with `python3 -m unittest discover -s tests`.\n",
+    "README.md": "# textkit\n\nSmall text helpers. Test with `python3 -m unittest discover -s tests`.\n",
     ".github/archon.yml": f"validate:\n  - {VALIDATE}\n",
     "textkit/__init__.py": '"""Small text helpers."""\n',
     "textkit/slug.py": (

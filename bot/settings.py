@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     )
     archon_fallbacks: Annotated[tuple[str, ...], NoDecode] = Field(
         ("kimi=sonnet",),
-        description="Fallback chains, `alias=next>next`, comma-separated: used after repeated provider failures.",
+        description="Fallback chains, `alias=next>next`, comma-separated, used after repeated failures.",
     )
     archon_scripts_dir: Path | None = Field(
         None, description="Where `scripted` models' scripts live (besides the bundled ones)."
