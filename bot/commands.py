@@ -65,19 +65,19 @@ COMMANDS: dict[CommandName, CommandInfo] = {
             CommandName.RETRY,
             "/archon retry",
             "Resume the last failed run from the node that failed.",
-            available=False,
+            available=True,
         ),
         CommandInfo(
             CommandName.APPROVE,
             "/archon approve",
             "Continue a run that stopped at the plan gate.",
-            available=False,
+            available=True,
         ),
         CommandInfo(
             CommandName.REVISE,
             "/archon revise <feedback>",
             "Re-plan with your feedback (text after the command, may span lines).",
-            available=False,
+            available=True,
         ),
         CommandInfo(CommandName.HELP, "/archon help", "Show this help.", available=True),
         CommandInfo(

@@ -13,16 +13,19 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from bot import workflow
 from bot.events import CommandTask, LabelsTask, TaskEnvelope
-from bot.github.auth import installation_github
+from bot.github.auth import installation_client, installation_github
 from bot.github.forge import RepoForge
 from bot.labels import label_specs
+from bot.publish import GitHubPublisher
 from bot.queue import JobQueue
-from bot.runs import RunRecord, RunState, RunStore, now
+from bot.repo_config import RepoConfigError
+from bot.runner import run_on_github
+from bot.runs import NodeState, RunRecord, RunState, RunStore, now
 from bot.settings import load_settings
-from bot.status import STATUS_KIND, render_status
 from bot.triage import REPLY_KIND, Triage
+from bot.workflow.engine import Outcome
+from bot.workflow.schema import WorkflowError
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +87,7 @@ def on_triage_failure(job: Job, connection: Any, exc_type: type, value: BaseExce
 
 
 def _update(forge: RepoForge, store: RunStore, record: RunRecord) -> None:
-    store.save(record)
-    issue = record.config.issue
-    body = render_status(record)
-    if record.status_comment_id is None:
-        posted = forge.upsert_comment(issue, STATUS_KIND, record.run_id, body)
-    else:
-        posted = forge.edit_comment(issue, record.status_comment_id, STATUS_KIND, record.run_id, body)
-    record.status_comment_id, record.status_comment_url = posted.id, posted.html_url
-    store.save(record)
+    GitHubPublisher(forge, store, lambda: False).progress(record)
 
 
 def _load(connection: Any, run_id: str) -> tuple[RunStore, RunRecord]:
@@ -104,30 +99,47 @@ def _load(connection: Any, run_id: str) -> tuple[RunStore, RunRecord]:
 
 
 def execute_run(run_id: str) -> str:
-    """Drive one run: running → the workflow → done. Failures go through `on_run_failure`."""
+    """Drive one run: running → the workflow → done, waiting or failed. Crashes go to `on_run_failure`."""
     store, record = _load(get_current_job().connection, run_id)
     if record.state is RunState.CANCELLED:
         return f"run {run_id} was cancelled before it started"
-    forge = _forge(record.installation_id, record.config.repo)
-    record.state, record.started_at = RunState.RUNNING, now()
+    settings = load_settings()
+    github, token = installation_client(settings, record.installation_id)
+    forge = RepoForge(github, record.config.repo)
+    record.state, record.started_at, record.finished_at = RunState.RUNNING, now(), None
+    record.error = record.summary = None
     _update(forge, store, record)
-    outcome = workflow.execute(record)
-    record.state, record.finished_at, record.summary = RunState.DONE, now(), outcome.summary
+    try:
+        outcome = run_on_github(record, settings, forge, store, token)
+    except (RepoConfigError, WorkflowError) as error:
+        outcome = Outcome(RunState.FAILED, f"Nothing was run: {error}")
+        record.failed_node = None
+    record.state, record.summary = outcome.state, outcome.summary
+    record.error = outcome.summary if outcome.state is RunState.FAILED else None
+    record.finished_at = now() if outcome.state is not RunState.WAITING else None
     _update(forge, store, record)
-    return f"run {run_id} done"
+    return f"run {run_id} {outcome.state}"
 
 
 def _finish(job: Job, connection: Any, state: RunState, error: str | None, summary: str | None) -> None:
     store, record = _load(connection, job.meta["run_id"])
     record.state, record.finished_at, record.error = state, now(), error
+    for node in record.nodes.values():  # the node that was running when the job died
+        if node.state is NodeState.RUNNING:
+            node.state, node.error, node.finished_at = NodeState.FAILED, error or "stopped", now()
+            record.failed_node = node.id
     record.summary = summary or record.summary
     _update(_forge(record.installation_id, record.config.repo), store, record)
 
 
 def on_run_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
-    """The status comment says the run failed, where, and how to try again."""
-    log.error("run %s (%s) failed: %s", job.meta.get("run_id"), job.id, one_line(value))
-    _finish(job, connection, RunState.FAILED, one_line(value), None)
+    """The status comment says the run failed, where, and how to try again (a worker that died
+    mid-run arrives here too, as RQ's AbandonedJobError, when RQ notices)."""
+    reason = one_line(value)
+    if exc_type is not None and exc_type.__name__ == "AbandonedJobError":
+        reason = "the worker running this job stopped (it was killed or its machine went away)"
+    log.error("run %s (%s) failed: %s", job.meta.get("run_id"), job.id, reason)
+    _finish(job, connection, RunState.FAILED, reason, None)
 
 
 def on_run_stopped(job: Job, connection: Any) -> None:

@@ -104,6 +104,7 @@ class RunRecord(BaseModel):
     loops: dict[str, int] = Field(default_factory=dict, description="Loop node id → iterations run.")
     approved: bool = False
     feedback: str = ""
+    revision: int = Field(0, description="How many times `/archon revise` re-planned this run.")
     plan_urls: list[str] = Field(default_factory=list, description="Plan comments, the current one last.")
     pr_number: int | None = None
     pr_url: str | None = None

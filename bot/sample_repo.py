@@ -75,3 +75,27 @@ def create_bare_remote(remotes: Path, full_name: str = REPO) -> Path:
     bare.parent.mkdir(parents=True, exist_ok=True)
     _git("clone", "-q", "--bare", str(work), str(bare), cwd=remotes)
     return bare
+
+
+def demo_models() -> dict[str, dict]:
+    """Model aliases for the demo: scripted stand-ins, priced like the models they stand in for so the
+    cost table reads realistically. Every answer they give is labelled `scripted:`."""
+    from bot.providers.registry import DEFAULT_MODELS
+
+    models = {}
+    for alias in ("opus", "sonnet", "haiku", "kimi", "gpt"):
+        real = DEFAULT_MODELS[alias]
+        models[alias] = {
+            "provider": "scripted",
+            "model": f"demo-{alias}",
+            "description": f"scripted stand-in for {real.model} (priced like it)",
+            "prices": real.prices.model_dump() if real.prices else None,
+        }
+    return models
+
+
+def write_models_file(path: Path) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"models": demo_models()}, sort_keys=False))
+    return path

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     archon_scripts_dir: Path | None = Field(
         None, description="Where `scripted` models' scripts live (besides the bundled ones)."
     )
+    archon_keep_failed_hours: float = Field(
+        24, ge=0, description="Hours a failed run's worktree is kept for debugging before cleanup."
+    )
     archon_run_timeout: int = Field(3600, description="Seconds a run job may take before RQ stops it.")
 
     @field_validator(

@@ -9,18 +9,21 @@ from __future__ import annotations
 from bot.github.markers import with_marker
 from bot.runs import RunRecord, RunState
 from bot.triggers import Role
+from bot.workflow.report import nodes_table
 
 STATUS_KIND = "status"
 
 _HEADLINE = {
     RunState.QUEUED: "⏳ **Queued**: waiting for a worker.",
     RunState.RUNNING: "🏃 **Running**.",
+    RunState.WAITING: "✋ **Waiting for approval** of the plan.",
     RunState.DONE: "✅ **Done**.",
     RunState.FAILED: "❌ **Failed**.",
     RunState.CANCELLED: "🛑 **Cancelled**.",
 }
 
-RETRY_HINT = "To try again, re-apply the label or comment the command again."
+RETRY_HINT = "Comment `/archon retry` to run it again (or re-apply the label)."
+RESUME_HINT = "Comment `/archon retry` to resume from `{node}`, keeping the work done before it."
 
 
 def _models_table(record: RunRecord) -> list[str]:
@@ -42,11 +45,19 @@ def render_status(record: RunRecord) -> str:
         "",
         *_models_table(record),
     ]
+    if record.nodes:
+        lines += ["", *nodes_table(record)]
     if record.summary:
         lines += ["", record.summary]
     if record.state is RunState.FAILED:
-        lines += ["", f"**Reason:** {record.error or 'unknown error'}", "", RETRY_HINT]
+        lines += ["", f"**Reason:** {record.error or 'unknown error'}", "", _retry_hint(record)]
     return with_marker("\n".join(lines), STATUS_KIND, record.run_id)
+
+
+def _retry_hint(record: RunRecord) -> str:
+    if record.failed_node:
+        return RESUME_HINT.format(node=record.failed_node)
+    return RETRY_HINT
 
 
 def render_runs_table(records: list[RunRecord]) -> str:

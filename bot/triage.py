@@ -18,10 +18,13 @@ from bot.providers.registry import ModelRegistry, load_registry
 from bot.queue import ActiveRunError, JobQueue
 from bot.repo_config import CONFIG_PATH, RepoConfig, RepoConfigError, parse_repo_config
 from bot.runconfig import RunConfig, UnknownModelError, resolve_run
-from bot.runs import RunRecord, RunState, RunStore, now, run_id_for
+from bot.runner import pick_workflow
+from bot.runs import NodeState, RunRecord, RunState, RunStore, now, run_id_for
 from bot.settings import Settings
 from bot.status import STATUS_KIND, render_runs_table, render_status
-from bot.triggers import Role, RunRequest
+from bot.triggers import ReviseRequest, Role, RunRequest
+from bot.workflow.engine import plan_node_id, reset_from
+from bot.workflow.schema import REPO_DIR
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +207,50 @@ class Triage:
     def _runs(self) -> list[RunRecord]:
         return self.store.for_issue(self.task.repo, self.task.issue)
 
+    def _latest(self, *states: RunState) -> RunRecord | None:
+        return next((r for r in reversed(self._runs()) if r.state in states), None)
+
+    def _requeue(self, record: RunRecord, what: str) -> str:
+        """Queue an existing run again under its own id: its status comment and branch carry on."""
+        record.state, record.error, record.summary, record.finished_at = RunState.QUEUED, None, None, None
+        self.post_status(record)
+        try:
+            self.queue.enqueue_run(record.job_id, record.run_id, self.settings.archon_run_timeout)
+        except ActiveRunError as error:
+            return self._already(error.job.meta.get("run_id"), error.status)
+        return self.reply(f"{what} — see [the status comment]({record.status_comment_url}).")
+
+    def retry(self, config: RepoConfig) -> str:
+        record = self._latest(RunState.FAILED, RunState.CANCELLED)
+        if record is None:
+            return self.reply("there is no failed or cancelled Archon run on this issue to retry.")
+        for node in record.nodes.values():
+            if node.state in (NodeState.FAILED, NodeState.RUNNING):
+                node.state, node.error = NodeState.PENDING, None
+        where = f"from `{record.failed_node}`" if record.failed_node else "from the start"
+        record.failed_node = None
+        return self._requeue(record, f"resuming run `{record.run_id}` {where}")
+
+    def approve(self, config: RepoConfig) -> str:
+        record = self._latest(RunState.WAITING)
+        if record is None:
+            return self.reply("no Archon run on this issue is waiting for approval.")
+        record.approved = True
+        return self._requeue(record, f"approved; run `{record.run_id}` goes on to implement the plan")
+
+    def revise(self, config: RepoConfig) -> str:
+        record = self._latest(RunState.WAITING)
+        if record is None:
+            return self.reply(
+                "no Archon run on this issue is waiting for approval, so there is no plan to "
+                "revise. Start one with `gate=plan` to review its plan first."
+            )
+        assert isinstance(self.task.request, ReviseRequest)
+        workflow = pick_workflow(record, self.forge.read_dir(REPO_DIR))
+        record.feedback, record.revision = self.task.request.feedback, record.revision + 1
+        reset_from(workflow, record, plan_node_id(workflow) or next(iter(record.nodes)))
+        return self._requeue(record, f"re-planning run `{record.run_id}` with your feedback")
+
 
 _HANDLERS: dict[CommandName, Callable[[Triage, RepoConfig], str]] = {
     CommandName.RUN: Triage.run,
@@ -211,4 +258,7 @@ _HANDLERS: dict[CommandName, Callable[[Triage, RepoConfig], str]] = {
     CommandName.MODELS: Triage.models,
     CommandName.STATUS: Triage.status,
     CommandName.CANCEL: Triage.cancel,
+    CommandName.RETRY: Triage.retry,
+    CommandName.APPROVE: Triage.approve,
+    CommandName.REVISE: Triage.revise,
 }

@@ -17,6 +17,7 @@ import pytest
 import redis
 import requests
 
+from bot import sample_repo
 from bot.fakes.github import FakeGitHub
 from bot.fakes.stack import LocalStack
 from bot.redis_server import free_port
@@ -44,8 +45,9 @@ def stack(request) -> Iterator[LocalStack]:
 def github(stack: LocalStack) -> Iterator:
     gh = stack.github
     gh.reset()
-    gh.add_repo(REPO, installation=INSTALLATION_ID, collaborators={"maintainer": "admin", "reader": "read"})
-    gh.add_issue(REPO, 1, title="Spelling error in the README file", author="Codertocat")
+    stack.add_sample_repo(
+        REPO, installation=INSTALLATION_ID, collaborators={"maintainer": "admin", "reader": "read"}
+    )
     yield gh
     print(stack.logs())  # pytest shows captured output only when the test fails
     assert gh.violations == []
@@ -64,9 +66,11 @@ def test_signed_label_to_status_comment(stack: LocalStack, github) -> None:
     first = github.wait_for(lambda: status_comment(github))
     assert "plan-opus impl-kimi" in first["body"]
     # the run worker picks the run up and edits the same comment to its final state
-    done = github.wait_for(lambda: (c := status_comment(github)) and "Done" in c["body"] and c, timeout=30)
+    done = github.wait_for(lambda: (c := status_comment(github)) and "Done" in c["body"] and c, timeout=60)
     assert done["id"] == first["id"]
-    assert len(github.comments(REPO, 1)) == 1
+    [pull] = github.pulls(REPO)
+    assert pull["draft"] and pull["html_url"] in done["body"]
+    assert [c["body"].count("archon-bot:plan:") for c in github.comments(REPO, 1)] == [0, 1]
 
 
 def test_redelivery_is_not_queued_twice(stack: LocalStack, github) -> None:
@@ -93,9 +97,12 @@ def test_serve_runs_the_whole_bot_with_an_embedded_redis(tmp_path) -> None:
     private, public = app_key()
     port = free_port()
     with FakeGitHub(APP_ID, public, openapi=OPENAPI) as gh:
-        gh.add_repo(REPO, installation=INSTALLATION_ID, collaborators={"maintainer": "write"})
-        gh.add_issue(REPO, 1)
+        bare = sample_repo.create_bare_remote(tmp_path / "remotes", REPO)
+        gh.add_repo(REPO, installation=INSTALLATION_ID, collaborators={"maintainer": "write"}, git_dir=bare)
+        gh.add_issue(REPO, 1, title=sample_repo.ISSUE_TITLE)
         env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env["GITHUB_GIT_URL"] = f"file://{tmp_path / 'remotes'}"
+        env["ARCHON_MODELS_FILE"] = str(sample_repo.write_models_file(tmp_path / "models.yml"))
         env.update(
             GITHUB_APP_ID=str(APP_ID),
             GITHUB_PRIVATE_KEY=private,
@@ -123,7 +130,8 @@ def test_serve_runs_the_whole_bot_with_an_embedded_redis(tmp_path) -> None:
                 timeout=10,
             )
             assert answer.status_code == 202, answer.text
-            gh.wait_for(lambda: any("Done" in c["body"] for c in gh.comments(REPO, 1)), timeout=30)
+            gh.wait_for(lambda: any("Done" in c["body"] for c in gh.comments(REPO, 1)), timeout=60)
+            assert len(gh.pulls(REPO)) == 1
             assert (tmp_path / "data" / "redis").is_dir()  # the embedded Redis keeps its data there
         finally:
             serve.send_signal(signal.SIGTERM)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -18,6 +19,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bot import sample_repo
 from bot.fakes.github import FakeGitHub
 from bot.redis_server import RedisServer, free_port
 from bot.supervisor import Supervisor
@@ -47,6 +49,7 @@ class LocalStack:
     run_workers: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
     quiet: bool = True
+    scripted: bool = True  # model aliases answer from the bundled demo scripts (no keys needed)
 
     def __post_init__(self) -> None:
         self.secret = secrets.token_hex(16)
@@ -90,10 +93,45 @@ class LocalStack:
             "ARCHON_DATA_DIR": str(self.data_dir / "data"),
             "ARCHON_ENV_FILE": "",
             "PORT": str(self.port),
+            **({"ARCHON_MODELS_FILE": str(self.models_file)} if self.scripted else {}),
             **self.extra_env,
         }
 
+    @property
+    def remotes(self) -> Path:
+        return self.data_dir / "remotes"
+
+    @property
+    def models_file(self) -> Path:
+        return self.data_dir / "models.yml"
+
+    def add_sample_repo(
+        self,
+        full_name: str = sample_repo.REPO,
+        *,
+        installation: int = 1,
+        collaborators: dict[str, str] | None = None,
+        issue: int = 1,
+    ) -> Path:
+        """The sample repository (a real bug, a failing test) as a bare remote the bot pushes to, known
+        to the fake GitHub with its config file and an issue describing the bug."""
+        for old in (self.remotes / f"{full_name}.git", self.remotes / ".work" / full_name):
+            shutil.rmtree(old, ignore_errors=True)  # a reset fake GitHub starts from a fresh remote too
+        bare = sample_repo.create_bare_remote(self.remotes, full_name)
+        config = {".github/archon.yml": sample_repo.FILES[".github/archon.yml"]}
+        self.github.add_repo(
+            full_name,
+            installation=installation,
+            collaborators=collaborators or {},
+            files=config,
+            git_dir=bare,
+        )
+        self.github.add_issue(full_name, issue, title=sample_repo.ISSUE_TITLE, body=sample_repo.ISSUE_BODY)
+        return bare
+
     def start(self) -> LocalStack:
+        if self.scripted:
+            sample_repo.write_models_file(self.models_file)
         self.github.start()
         self.redis.start()
         self.supervisor = Supervisor(self.env(), log_dir=self.log_dir if self.quiet else None)

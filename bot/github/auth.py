@@ -5,6 +5,8 @@ No hand-rolled JWT or token refresh: PyGithub's `AppAuth` signs, `AppInstallatio
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from github import Auth, Github, GithubIntegration, GithubRetry
 
 from bot.settings import Settings
@@ -25,7 +27,20 @@ def app_auth(settings: Settings) -> Auth.AppAuth:
 
 def installation_github(settings: Settings, installation_id: int) -> Github:
     """A client acting as the installation. Lazy: objects are built without a GET until read."""
+    return installation_client(settings, installation_id)[0]
+
+
+def installation_client(settings: Settings, installation_id: int) -> tuple[Github, Callable[[], str]]:
+    """The client, and a function giving its current installation token (for `git push`).
+
+    PyGithub refreshes the token before it expires; the token is never stored by the bot.
+    """
     auth = app_auth(settings).get_installation_auth(installation_id)
+    github = _client(settings, auth)
+    return github, lambda: auth.token
+
+
+def _client(settings: Settings, auth: Auth.AppInstallationAuth) -> Github:
     return Github(
         auth=auth,
         base_url=settings.github_api_url,

@@ -119,6 +119,27 @@ class RepoForge:
 
     # --- repository content and labels --------------------------------------------------------
 
+    def issue(self, number: int) -> tuple[str, str, str]:
+        """(title, body, html_url) of an issue or pull request."""
+        issue = self.repo.get_issue(number)
+        return issue.title, issue.body or "", issue.html_url
+
+    def default_branch(self) -> str:
+        return self.repo.default_branch
+
+    def read_dir(self, path: str) -> dict[str, str]:
+        """The files directly in a folder of the default branch, by path; {} when it does not exist."""
+        try:
+            listing = self.repo.get_contents(path)
+        except UnknownObjectException:
+            return {}
+        entries = listing if isinstance(listing, list) else [listing]
+        files = {}
+        for entry in entries:
+            if entry.type == "file" and (text := self.read_file(entry.path)) is not None:
+                files[entry.path] = text
+        return files
+
     def read_file(self, path: str) -> str | None:
         """A file from the default branch, or None if it does not exist."""
         try:

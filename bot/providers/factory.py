@@ -6,6 +6,7 @@ raised before any work starts, so a run never half-happens for want of a key.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -15,14 +16,21 @@ from bot.providers.scripted import ScriptedProvider
 from bot.providers.types import CallLimits, ModelProvider, ModelSlot
 from bot.settings import ConfigurationError, Settings
 
+log = logging.getLogger(__name__)
+
 #: Scripts shipped with the bot (the demo's), found by name: `{provider: scripted, model: demo-plan}`.
 BUNDLED_SCRIPTS = "bot.providers.scripts"
 
 
-def build_provider(spec: ModelSpec, settings: Settings, limits: CallLimits | None = None) -> ModelProvider:
+def build_provider(
+    spec: ModelSpec, settings: Settings, limits: CallLimits | None = None, node: str | None = None
+) -> ModelProvider:
+    """`node`: for scripted models, the script `<model>-<node>` is preferred, so one scripted model can
+    play several workflow nodes (explore, plan, implement…) with a script each."""
     limits = limits or CallLimits()
     if spec.provider is Provider.SCRIPTED:
-        return ScriptedProvider.from_file(find_script(spec.model, settings.archon_scripts_dir))
+        script = _node_script(spec.model, node, settings.archon_scripts_dir)
+        return ScriptedProvider.from_file(script)
     if spec.provider is Provider.ANTHROPIC:
         key = _key(settings.anthropic_api_key, "ANTHROPIC_API_KEY", spec)
         from bot.providers.anthropic import AnthropicProvider
@@ -50,6 +58,15 @@ def _key(secret: object, variable: str, spec: ModelSpec) -> str:
     return value
 
 
+def _node_script(model: str, node: str | None, scripts_dir: Path | None) -> Path:
+    if node is not None:
+        try:
+            return find_script(f"{model}-{node}", scripts_dir)
+        except ConfigurationError:
+            pass
+    return find_script(model, scripts_dir)
+
+
 def find_script(name: str, scripts_dir: Path | None) -> Path:
     """A script by path, by name in ARCHON_SCRIPTS_DIR, or by name among the bundled ones."""
     candidates = [Path(name)]
@@ -67,16 +84,26 @@ def find_script(name: str, scripts_dir: Path | None) -> Path:
 
 
 def build_chain(
-    alias: str, registry: ModelRegistry, settings: Settings, limits: CallLimits | None = None
+    alias: str,
+    registry: ModelRegistry,
+    settings: Settings,
+    limits: CallLimits | None = None,
+    node: str | None = None,
 ) -> list[ModelSlot]:
     """The alias's model followed by its fallbacks (`ARCHON_FALLBACKS`), each built once."""
     aliases = _unique([alias, *settings.fallbacks().get(alias, [])])
     slots = []
-    for name in aliases:
+    for position, name in enumerate(aliases):
         spec = registry.get(name)
         if spec is None:
             raise ConfigurationError(f"ARCHON_FALLBACKS names `{name}`, which is not a model alias here")
-        slots.append(ModelSlot(build_provider(spec, settings, limits), spec))
+        try:
+            slots.append(ModelSlot(build_provider(spec, settings, limits, node), spec))
+        except ConfigurationError as error:
+            if position == 0:
+                raise
+            # A fallback that cannot be built (no key here) must not stop the primary from working.
+            log.warning("fallback `%s` for `%s` is unavailable: %s", name, alias, error)
     return slots
 
 

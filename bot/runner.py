@@ -1,0 +1,110 @@
+"""Set up a run's world — repository config, workflow, worktree, models, publisher — and run the engine.
+
+`run_on_github` is what the run job calls; `archon-bot run` (bot/local.py) builds the same pieces from a
+local checkout. The worktree is always released: removed after success, kept for a while after a
+failure for debugging (`ARCHON_KEEP_FAILED_HOURS`), then cleaned by the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from bot.agent.loop import AgentLimits
+from bot.github.forge import RepoForge
+from bot.providers.factory import build_chain
+from bot.providers.registry import ModelRegistry, load_registry
+from bot.providers.types import ModelSlot
+from bot.publish import GitHubPublisher
+from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.runs import IssueInfo, RunRecord, RunState, RunStore
+from bot.settings import Settings
+from bot.workflow.engine import Engine, Outcome, Publisher, RunServices, gated
+from bot.workflow.schema import REPO_DIR, AgentNode, Workflow, WorkflowError, load_workflows
+from bot.workflow.validation import detect_commands
+from bot.workspace import Workspace, Worktree
+
+log = logging.getLogger(__name__)
+
+
+def branch_name(record: RunRecord) -> str:
+    """`archon/issue-<n>-<plan>-<impl>-<short id>`: readable, and unique per run."""
+    models = record.config.models
+    plan, impl = (models[role].alias for role in ("plan", "impl"))  # type: ignore[index]
+    return f"archon/issue-{record.config.issue}-{plan}-{impl}-{record.run_id[1:7]}"
+
+
+def base_limits(config: RepoConfig) -> AgentLimits:
+    budgets = {k: v for k, v in config.budgets.model_dump().items() if v is not None}
+    return AgentLimits(**budgets)
+
+
+def chain_factory(
+    record: RunRecord, registry: ModelRegistry, settings: Settings
+) -> Callable[[AgentNode], tuple[str, list[ModelSlot]]]:
+    """An agent node's model: its explicit alias, else the run's model for its role; plus fallbacks."""
+
+    def chain_for(node: AgentNode) -> tuple[str, list[ModelSlot]]:
+        alias = node.model or record.config.models[node.role].alias  # type: ignore[index]
+        return alias, build_chain(alias, registry, settings, node=node.id)
+
+    return chain_for
+
+
+def run_on_github(
+    record: RunRecord, settings: Settings, forge: RepoForge, store: RunStore, token: Callable[[], str]
+) -> Outcome:
+    """Everything one run job does after the record says `running`."""
+    title, body, url = forge.issue(record.config.issue)
+    record.issue = IssueInfo(number=record.config.issue, title=title, body=body, url=url)
+    record.default_branch = record.default_branch or forge.default_branch()
+    config = parse_repo_config(forge.read_file(CONFIG_PATH))
+    workflow = pick_workflow(record, forge.read_dir(REPO_DIR))
+    registry = load_registry(settings.archon_models_file).with_overrides(config.models)
+    publisher = GitHubPublisher(forge, store, lambda: gated(workflow, record))
+    workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
+    record.branch = record.branch or branch_name(record)
+    workspace.cleanup(settings.archon_keep_failed_hours * 3600)
+    worktree = workspace.prepare(record.config.repo, record.run_id, record.branch, token=token())
+    return execute(workflow, record, publisher, workspace, worktree, config, registry, settings, token)
+
+
+def pick_workflow(record: RunRecord, repo_files: dict[str, str]) -> Workflow:
+    workflows = load_workflows(repo_files)
+    if record.config.workflow not in workflows:
+        names = ", ".join(f"`{name}`" for name in sorted(workflows))
+        raise WorkflowError(f"there is no workflow `{record.config.workflow}`; available: {names}")
+    return workflows[record.config.workflow]
+
+
+def execute(
+    workflow: Workflow,
+    record: RunRecord,
+    publisher: Publisher,
+    workspace: Workspace,
+    worktree: Worktree,
+    config: RepoConfig,
+    registry: ModelRegistry,
+    settings: Settings,
+    token: Callable[[], str | None],
+) -> Outcome:
+    run_dir = settings.archon_data_dir / "runs" / record.run_id
+    services = RunServices(
+        publisher=publisher,
+        worktree=worktree,
+        chain_for=chain_factory(record, registry, settings),
+        validate_commands=list(config.validate_commands) or detect_commands(worktree.path),
+        run_dir=run_dir,
+        base_limits=base_limits(config),
+        push_token=token,
+        secrets=[t for t in (token(),) if t],
+    )
+    outcome = Outcome(RunState.FAILED, "the run stopped before it finished")
+    try:
+        outcome = Engine(workflow, record, services).run()
+        return outcome
+    finally:
+        if outcome.state is RunState.FAILED:
+            workspace.mark_failed(worktree)
+        else:
+            workspace.remove(worktree)

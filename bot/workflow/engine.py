@@ -1,0 +1,368 @@
+"""The workflow engine: runs a workflow's nodes in order for one run, in the run's worktree.
+
+It knows nothing of GitHub, Redis or RQ. What it needs from the outside comes in `RunServices`: a
+`Publisher` (the plan comment, the pull request, progress reports), the worktree, the model chain for an
+agent node, the validation commands, and a token for pushing. The same engine runs behind the webhook
+(publishing to GitHub) and at a terminal (`archon-bot run`, publishing to a folder).
+
+Every node's state is in the run record and reported after each change. A node that fails stops the
+run with its reason; `/archon retry` resets it and its descendants and runs again from there. Nodes that
+change code commit and push a checkpoint to the run's branch, so a retry on another machine continues
+from the pushed work: no job depends on a local disk from an earlier job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.agent.ledger import ProviderStats
+from bot.agent.loop import Agent, AgentLimits
+from bot.agent.tools import Toolbox
+from bot.providers.types import ModelSlot
+from bot.runs import NodeRun, NodeState, RunRecord, RunState, now
+from bot.workflow import dag
+from bot.workflow.report import pull_request_body, pull_request_title
+from bot.workflow.schema import AgentNode, BuiltinNode, ShellNode, Workflow
+from bot.workflow.templates import evaluate, render
+from bot.workspace import Worktree
+
+log = logging.getLogger(__name__)
+
+Node = AgentNode | ShellNode | BuiltinNode
+WRITE_TOOLS = {"write_file", "edit_file", "run"}
+DEFAULT_SYSTEM = "You are a careful software engineer working in a git repository with the tools provided."
+VALIDATE_TIMEOUT_S = 900
+NO_VALIDATION = (
+    "No validation commands are configured (`validate:` in `.github/archon.yml`) and none were detected."
+)
+
+
+class Publisher(Protocol):
+    """Where a run's results go: GitHub for webhook runs, a folder for `archon-bot run`."""
+
+    def post_plan(self, record: RunRecord, text: str) -> str:
+        """Publish the plan; return its URL. Earlier plans of the run are marked superseded."""
+        ...
+
+    def open_pr(self, record: RunRecord, title: str, body: str) -> tuple[int | None, str]:
+        """Open (or find) the draft pull request for the run's branch: (number, URL)."""
+        ...
+
+    def progress(self, record: RunRecord) -> None:
+        """The record changed: save it and show it (the status comment, a terminal table)."""
+        ...
+
+
+@dataclass
+class RunServices:
+    publisher: Publisher
+    worktree: Worktree
+    chain_for: Callable[[AgentNode], tuple[str, list[ModelSlot]]]
+    validate_commands: Sequence[str]
+    run_dir: Path
+    base_limits: AgentLimits = field(default_factory=AgentLimits)
+    push_token: Callable[[], str | None] = lambda: None
+    secrets: Sequence[str] = ()
+    evaluate: Callable[[RunRecord, dict[str, Any]], dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: RunState
+    summary: str
+
+
+class NodeFailedError(Exception):
+    """A node could not do its job; the message is the one-line reason people read."""
+
+
+def gated(workflow: Workflow, record: RunRecord) -> bool:
+    """Whether the run stops for approval after its plan (trigger, then repository, then workflow)."""
+    if record.config.gate is not None:
+        return record.config.gate == "plan"
+    return workflow.gate
+
+
+def plan_node_id(workflow: Workflow) -> str | None:
+    """The node whose output the `post-plan` step publishes (what `/archon revise` re-runs)."""
+    for node in workflow.nodes:
+        if node.kind == "post-plan" and "plan" in node.inputs:
+            return node.inputs["plan"].split(".", 1)[0]
+    return None
+
+
+def prepare_nodes(workflow: Workflow, record: RunRecord) -> None:
+    """Give the record a NodeRun per node, in workflow order, keeping the states it already has."""
+    nodes = {}
+    for node in workflow.order():
+        nodes[node.id] = record.nodes.get(node.id) or NodeRun(id=node.id, kind=node.kind)
+    record.nodes = nodes
+
+
+def reset_from(workflow: Workflow, record: RunRecord, node_id: str) -> list[str]:
+    """Mark `node_id` and everything after it as pending again (retry, revise). Returns their ids."""
+    again = dag.resume_set(workflow.nodes, node_id)
+    for nid in again:
+        state = record.nodes[nid]
+        state.state, state.error, state.outputs = NodeState.PENDING, None, {}
+    for loop_node in [n.id for n in workflow.nodes if n.loop and n.id in again]:
+        record.loops.pop(loop_node, None)
+    return [n.id for n in workflow.order() if n.id in again]
+
+
+class Engine:
+    def __init__(self, workflow: Workflow, record: RunRecord, services: RunServices) -> None:
+        self.workflow, self.record, self.services = workflow, record, services
+        self.order = workflow.order()
+        prepare_nodes(workflow, record)
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        index = 0
+        while index < len(self.order):
+            node = self.order[index]
+            state = self.record.nodes[node.id]
+            if state.state in (NodeState.DONE, NodeState.SKIPPED):
+                index += 1
+                continue
+            try:
+                self._run_node(node, state)
+                index = self._after(node, state, index)
+            except NodeFailedError as error:
+                return self._failed(state, str(error))
+            except Exception as error:  # a bug or an outage: the node fails visibly, the run stops
+                log.exception("node %s of run %s crashed", node.id, self.record.run_id)
+                return self._failed(state, f"{type(error).__name__}: {' '.join(str(error).split())}"[:300])
+            if index < 0:
+                return Outcome(RunState.WAITING, self._waiting_summary())
+        return Outcome(RunState.DONE, self._done_summary())
+
+    def _run_node(self, node: Node, state: NodeRun) -> None:
+        context = self.context(node)
+        if node.when and not evaluate(node.when, context, where=f"node `{node.id}` `when`"):
+            state.state, state.outputs = NodeState.SKIPPED, dict.fromkeys(_outputs(node), "")
+            self.services.publisher.progress(self.record)
+            return
+        state.state, state.error, state.attempts = NodeState.RUNNING, None, state.attempts + 1
+        state.started_at, state.finished_at = now(), None
+        self.services.publisher.progress(self.record)
+        context["attempt"] = state.attempts
+        try:
+            state.outputs = self._execute(node, state, context)
+        finally:
+            state.finished_at = now()
+        state.state = NodeState.DONE
+        self.services.publisher.progress(self.record)
+
+    def _after(self, node: Node, state: NodeRun, index: int) -> int:
+        """The index of the next node: a loop may go back; a gate after the plan returns -1 (stop)."""
+        if node.loop is not None:
+            passed = evaluate(node.loop.until, self.context(node), where=f"node `{node.id}` `loop.until`")
+            runs = self.record.loops.get(node.id, 1)
+            if not passed:
+                if runs >= node.loop.max_iterations:
+                    state.state = NodeState.FAILED
+                    raise NodeFailedError(f"`{node.loop.until}` is still false after {runs} attempts")
+                self.record.loops[node.id] = runs + 1
+                body = dag.loop_body(self.order, node.id, node.loop.back_to)
+                for member in body:
+                    self.record.nodes[member.id].state = NodeState.PENDING
+                return next(i for i, n in enumerate(self.order) if n.id == node.loop.back_to)
+        if node.kind == "post-plan" and gated(self.workflow, self.record) and not self.record.approved:
+            return -1
+        return index + 1
+
+    def _failed(self, state: NodeRun, reason: str) -> Outcome:
+        state.state, state.error, state.finished_at = NodeState.FAILED, reason, state.finished_at or now()
+        self.record.failed_node = state.id
+        self.services.publisher.progress(self.record)
+        summary = f"Node `{state.id}` failed: {reason}"
+        return Outcome(RunState.FAILED, summary)
+
+    # --- the run context (see bot/workflow/schema.py) ------------------------------------------
+
+    def context(self, node: Node) -> dict[str, Any]:
+        record = self.record
+        issue = record.issue
+        finished = {
+            nid: n.outputs
+            for nid, n in record.nodes.items()
+            if n.state in (NodeState.DONE, NodeState.SKIPPED)
+        }
+        if node.loop is not None and record.nodes[node.id].state is NodeState.DONE:
+            finished[node.id] = record.nodes[node.id].outputs
+        inputs = {}
+        for name, ref in node.inputs.items():
+            source, _, output = ref.partition(".")
+            inputs[name] = finished.get(source, {}).get(output, "")
+        return {
+            **finished,
+            "issue": issue.model_dump()
+            if issue
+            else {"number": record.config.issue, "title": "", "body": "", "url": ""},
+            "repo": {"full_name": record.config.repo, "default_branch": record.default_branch or "main"},
+            "run": {"id": record.run_id, "branch": record.branch or "", "pairing": record.config.pairing()},
+            "inputs": inputs,
+            "feedback": record.feedback,
+            "attempt": max(1, record.nodes[node.id].attempts),
+            "validation": self._latest_validation(),
+        }
+
+    def _latest_validation(self) -> dict[str, Any]:
+        done = [n for n in self.record.nodes.values() if n.kind == "validate" and n.outputs]
+        if not done:
+            return {"passed": None, "output": "", "commands": []}
+        latest = max(done, key=lambda n: n.finished_at or now())
+        return {key: latest.outputs.get(key) for key in ("passed", "output", "commands")}
+
+    # --- node kinds ----------------------------------------------------------------------------
+
+    def _execute(self, node: Node, state: NodeRun, context: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(node, AgentNode):
+            return self._agent(node, state, context)
+        if isinstance(node, ShellNode):
+            return self._shell(node, context)
+        handler = {
+            "post-plan": self._post_plan,
+            "validate": self._validate,
+            "commit": self._commit,
+            "open-pr": self._open_pr,
+            "evaluate": self._evaluate,
+        }[node.kind]
+        return handler(node, context)
+
+    def _agent(self, node: AgentNode, state: NodeRun, context: dict[str, Any]) -> dict[str, Any]:
+        alias, chain = self.services.chain_for(node)
+        state.model = alias
+        where = f"node `{node.id}`"
+        system = render(node.system or DEFAULT_SYSTEM, context, where=f"{where} `system`")
+        prompt = render(node.prompt, context, where=f"{where} `prompt`")
+        toolbox = Toolbox(self.services.worktree.path, node.tool_names(), secrets=self.services.secrets)
+        transcript = self.services.run_dir / "transcripts" / f"{node.id}-{state.attempts}.jsonl"
+        agent = Agent(chain, toolbox, node.limits(self.services.base_limits), node.reasoning, transcript)
+        try:
+            result = agent.run(system, prompt)
+        finally:
+            _account(state, agent)
+            if WRITE_TOOLS & set(node.tool_names()):
+                self._checkpoint(f"archon: {node.id} (attempt {state.attempts})")
+        if not result.completed:
+            raise NodeFailedError(f"{result.stop.replace('_', ' ')}: {result.stop_detail}")
+        if not result.final_text.strip():
+            raise NodeFailedError("the model ended without an answer")
+        return {"text": result.final_text}
+
+    def _shell(self, node: ShellNode, context: dict[str, Any]) -> dict[str, Any]:
+        command = render(node.command, context, where=f"node `{node.id}` `command`")
+        box = Toolbox(self.services.worktree.path, (), secrets=self.services.secrets)
+        result = box.execute(command, int(node.timeout_s or VALIDATE_TIMEOUT_S))
+        if not result.ok:
+            why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
+            raise NodeFailedError(f"`{command}` {why}: {_tail(result.output)}")
+        return {"output": result.output, "exit_code": result.exit_code}
+
+    def _post_plan(self, node: BuiltinNode, context: dict[str, Any]) -> dict[str, Any]:
+        plan = str(context["inputs"].get("plan") or "").strip()
+        if not plan:
+            raise NodeFailedError("there is no plan to post (the plan node gave no text)")
+        url = self.services.publisher.post_plan(self.record, plan)
+        if url not in self.record.plan_urls:
+            self.record.plan_urls.append(url)
+        return {"url": url}
+
+    def _validate(self, node: BuiltinNode, context: dict[str, Any]) -> dict[str, Any]:
+        commands = list(self.services.validate_commands)
+        if not commands:
+            return {"passed": True, "output": NO_VALIDATION, "commands": []}
+        box = Toolbox(self.services.worktree.path, (), secrets=self.services.secrets)
+        parts, passed = [], True
+        for command in commands:
+            result = box.execute(command, int(node.timeout_s or VALIDATE_TIMEOUT_S))
+            status = "timed out" if result.timed_out else f"exit {result.exit_code}"
+            parts.append(f"$ {command}\n{result.output.rstrip()}\n[{status}]")
+            passed = passed and result.ok
+        return {"passed": passed, "output": "\n\n".join(parts), "commands": commands}
+
+    def _commit(self, node: BuiltinNode, context: dict[str, Any]) -> dict[str, Any]:
+        worktree = self.services.worktree
+        if not worktree.changed_files():
+            raise NodeFailedError("the implementation changed no files, so there is nothing to propose")
+        issue = self.record.issue
+        title = issue.title if issue else f"issue #{self.record.config.issue}"
+        message = (
+            f"Fix #{self.record.config.issue}: {title}\n\nArchon run {self.record.run_id} "
+            f"({self.record.config.pairing()})."
+        )
+        worktree.commit(message)
+        worktree.push(self.services.push_token())
+        return {"sha": worktree.head()}
+
+    def _open_pr(self, node: BuiltinNode, context: dict[str, Any]) -> dict[str, Any]:
+        inputs = context["inputs"]
+        title = pull_request_title(self.record)
+        body = pull_request_body(self.record, str(inputs.get("review") or ""), self.services.worktree.diff())
+        number, url = self.services.publisher.open_pr(self.record, title, body)
+        self.record.pr_number, self.record.pr_url = number, url
+        return {"url": url, "number": number or 0}
+
+    def _evaluate(self, node: BuiltinNode, context: dict[str, Any]) -> dict[str, Any]:
+        if self.services.evaluate is None:
+            raise NodeFailedError("evaluation is not available in this version of Archon Bot")
+        return self.services.evaluate(self.record, context)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _checkpoint(self, message: str) -> None:
+        """Commit and push work in progress, so a retry anywhere continues from it."""
+        worktree = self.services.worktree
+        if worktree.commit(message) is not None:
+            worktree.push(self.services.push_token())
+
+    def _waiting_summary(self) -> str:
+        plan = f"[The plan]({self.record.plan_urls[-1]})" if self.record.plan_urls else "The plan"
+        return (
+            f"{plan} is posted and waits for approval. Comment `/archon approve` to implement it, or "
+            "`/archon revise <feedback>` to have it rewritten."
+        )
+
+    def _done_summary(self) -> str:
+        parts = []
+        if self.record.plan_urls:
+            parts.append(f"[Plan]({self.record.plan_urls[-1]})")
+        if self.record.pr_url:
+            parts.append(f"[draft pull request]({self.record.pr_url})")
+        return " · ".join(parts) or "The workflow finished."
+
+
+def _account(state: NodeRun, agent: Agent) -> None:
+    """Add an agent run's ledger to the node (a node's attempts add up)."""
+    ledger = agent.ledger
+    state.usage = state.usage + ledger.usage
+    state.cost_usd = round(state.cost_usd + ledger.cost_usd, 8)
+    for name, stats in ledger.providers.items():
+        state.providers[name] = _merge(state.providers.get(name), stats)
+    answered = [c for c in ledger.calls if c.error is None]
+    if answered:
+        state.answered_by = answered[-1].model
+
+
+def _merge(old: ProviderStats | None, new: ProviderStats) -> ProviderStats:
+    if old is None:
+        return new.model_copy()
+    merged = {name: getattr(old, name) + getattr(new, name) for name in ProviderStats.model_fields}
+    return ProviderStats(**merged)
+
+
+def _outputs(node: Node) -> tuple[str, ...]:
+    from bot.workflow.schema import OUTPUTS
+
+    return OUTPUTS[node.kind]
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(line for line in text.strip().splitlines()[-lines:])[:300]

@@ -1,0 +1,176 @@
+"""A labelled issue becomes a plan comment and a draft pull request: triage and run jobs on a real RQ
+worker in-process, the fake GitHub (OpenAPI-validated), a real bare remote, and scripted models."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+
+from bot.runs import NodeState, RunState, RunStore
+from bot.sample_repo import FILES, ISSUE_BODY, ISSUE_TITLE, create_bare_remote, write_models_file
+from tests.support import INSTALLATION_ID, REPO, labeled
+from tests.test_triage import bot_comments, command, deliver, work
+
+RUNS = "archon-runs"
+
+
+@pytest.fixture
+def remote(tmp_path: Path, github, worker_env, monkeypatch) -> Path:
+    remotes = tmp_path / "remotes"
+    bare = create_bare_remote(remotes, REPO)
+    github.add_repo(
+        REPO,
+        installation=INSTALLATION_ID,
+        collaborators={"maintainer": "maintain"},
+        files={".github/archon.yml": FILES[".github/archon.yml"]},
+        git_dir=bare,
+    )
+    github.add_issue(REPO, 1, title=ISSUE_TITLE, body=ISSUE_BODY, author="Codertocat")
+    monkeypatch.setenv("GITHUB_GIT_URL", f"file://{remotes}")
+    monkeypatch.setenv("ARCHON_MODELS_FILE", str(write_models_file(tmp_path / "models.yml")))
+    return bare
+
+
+def show(bare: Path, ref: str, path: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(bare), "show", f"{ref}:{path}"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def comments_of(github, kind: str) -> list[dict]:
+    return [c for c in bot_comments(github) if f"archon-bot:{kind}:" in c["body"]]
+
+
+def test_label_to_plan_comment_and_draft_pull_request(github, redis_conn: redis.Redis, remote: Path) -> None:
+    deliver(redis_conn, "issues", labeled("archon:plan-opus impl-kimi", sender="maintainer"))
+    work(redis_conn)
+    work(redis_conn, RUNS)
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    assert record.state is RunState.DONE, record.error
+    assert [n.state for n in record.nodes.values()] == [NodeState.DONE] * 8
+    # the plan, as an issue comment
+    [plan] = comments_of(github, "plan")
+    assert "## Root cause" in plan["body"] and "planned by `opus`" in plan["body"]
+    # the branch carries the fix, and the once-failing test passes on it
+    assert record.branch.startswith("archon/issue-1-opus-kimi-")
+    assert "re.findall" in show(remote, record.branch, "textkit/slug.py")
+    # the draft pull request
+    [pull] = github.pulls(REPO)
+    assert pull["draft"] is True and pull["head"]["ref"] == record.branch and pull["base"]["ref"] == "main"
+    assert pull["title"] == f"Fix #1: {ISSUE_TITLE}"
+    assert pull["body"].startswith("Fixes #1") and plan["html_url"] in pull["body"]
+    assert "## Deviations from the plan" in pull["body"] and "scripted:demo-kimi" in pull["body"]
+    # the status comment: every node, and links to the plan and the pull request
+    [status] = comments_of(github, "status")
+    assert "✅ **Done**" in status["body"] and pull["html_url"] in status["body"]
+    for node in ("explore", "plan", "post-plan", "implement", "validate", "self-review", "commit", "open-pr"):
+        assert f"| {node} |" in status["body"]
+    assert record.cost_usd > 0 and record.nodes["plan"].model == "opus"
+    assert record.nodes["validate"].outputs["passed"] is True
+
+
+def failing_implement(tmp_path: Path, monkeypatch) -> Path:
+    """Scripts that make the implementing model fail twice in a row (its provider is down)."""
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "demo-kimi-implement.jsonl").write_text('{"error": "server"}\n{"error": "server"}\n')
+    monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(scripts))
+    return scripts
+
+
+def test_a_failed_node_is_named_and_retry_resumes_from_it(
+    github, redis_conn, remote, tmp_path, monkeypatch
+) -> None:
+    scripts = failing_implement(tmp_path, monkeypatch)
+    deliver(redis_conn, "issues", labeled("archon:plan-opus impl-kimi", sender="maintainer"))
+    work(redis_conn)
+    work(redis_conn, RUNS)
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    assert record.state is RunState.FAILED and record.failed_node == "implement"
+    [status] = comments_of(github, "status")
+    assert "Node `implement` failed: provider failed" in status["body"]
+    assert "`/archon retry` to resume from `implement`" in status["body"]
+    # the provider is back; retry resumes from the failed node and keeps the plan
+    (scripts / "demo-kimi-implement.jsonl").unlink()
+    command(github, redis_conn, "/archon retry")
+    work(redis_conn, RUNS)
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    assert record.state is RunState.DONE
+    assert record.nodes["explore"].attempts == 1 and record.nodes["plan"].attempts == 1
+    assert record.nodes["implement"].attempts == 2
+    assert len(comments_of(github, "plan")) == 1 and len(comments_of(github, "status")) == 1
+    assert len(github.pulls(REPO)) == 1
+
+
+def test_gate_stops_after_the_plan_until_approved(github, redis_conn, remote) -> None:
+    command(github, redis_conn, "/archon run plan=opus impl=kimi gate=plan")
+    work(redis_conn, RUNS)
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    assert record.state is RunState.WAITING
+    [plan] = comments_of(github, "plan")
+    assert "`/archon approve`" in plan["body"]
+    [status] = comments_of(github, "status")
+    assert "Waiting for approval" in status["body"] and plan["html_url"] in status["body"]
+    assert github.pulls(REPO) == []
+    command(github, redis_conn, "/archon approve")
+    work(redis_conn, RUNS)
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    assert record.state is RunState.DONE and record.nodes["plan"].attempts == 1
+    assert len(github.pulls(REPO)) == 1
+
+
+def test_revise_replans_with_feedback_and_supersedes_the_old_plan(
+    github, redis_conn, remote, worker_env
+) -> None:
+    command(github, redis_conn, "/archon run gate=plan")
+    work(redis_conn, RUNS)
+    command(github, redis_conn, "/archon revise Also keep digits, and say so in the test plan.")
+    work(redis_conn, RUNS)
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    assert record.state is RunState.WAITING and record.revision == 1
+    old, new = comments_of(github, "plan")
+    assert old["body"].startswith("> ⚠️ **Superseded** by [a revised plan](" + new["html_url"])
+    assert "revision 1" in new["body"]
+    transcript = Path(worker_env["ARCHON_DATA_DIR"]) / "runs" / record.run_id / "transcripts" / "plan-2.jsonl"
+    assert "Also keep digits" in transcript.read_text()
+    command(github, redis_conn, "/archon approve")
+    work(redis_conn, RUNS)
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    assert record.state is RunState.DONE and new["html_url"] in github.pulls(REPO)[0]["body"]
+
+
+def test_a_broken_workflow_file_is_reported_on_the_issue(github, redis_conn, remote) -> None:
+    broken = (
+        "name: fix-issue\ndescription: loops\nnodes:\n"
+        "  - {id: a, kind: shell, command: 'true', depends_on: [b]}\n"
+        "  - {id: b, kind: shell, command: 'true', depends_on: [a]}\n"
+    )
+    github.add_repo(
+        REPO,
+        installation=INSTALLATION_ID,
+        collaborators={"maintainer": "maintain"},
+        files={".archon/workflows/fix-issue.yml": broken},
+        git_dir=remote,
+    )
+    github.add_issue(REPO, 1, title=ISSUE_TITLE)
+    command(github, redis_conn, "/archon run")
+    work(redis_conn, RUNS)
+    [status] = comments_of(github, "status")
+    assert "Failed" in status["body"] and ".archon/workflows/fix-issue.yml" in status["body"]
+    assert "cycle" in status["body"]
+
+
+def test_two_issues_at_once_get_their_own_branches_and_pull_requests(github, redis_conn, remote) -> None:
+    github.add_issue(REPO, 2, title="Another slug bug", body="Same bug, seen elsewhere.")
+    deliver(redis_conn, "issues", labeled("archon:plan-opus impl-kimi", sender="maintainer"))
+    second = labeled("archon:plan-opus impl-kimi", sender="maintainer")
+    second["issue"]["number"] = 2
+    deliver(redis_conn, "issues", second)
+    work(redis_conn)
+    work(redis_conn, RUNS)
+    pulls = github.pulls(REPO)
+    assert sorted(p["body"].splitlines()[0] for p in pulls) == ["Fixes #1", "Fixes #2"]
+    assert len({p["head"]["ref"] for p in pulls}) == 2
