@@ -20,6 +20,7 @@ ISSUE_BODY = (
 VALIDATE = "python3 -m unittest discover -s tests -t . -q"
 
 FILES = {
+    ".gitignore": "__pycache__/\n*.pyc\n",
     "README.md": "# textkit\n\nSmall text helpers. Test with `python3 -m unittest discover -s tests`.\n",
     ".github/archon.yml": f"validate:\n  - {VALIDATE}\n",
     "textkit/__init__.py": '"""Small text helpers."""\n',

@@ -64,9 +64,11 @@ def test_procfile_starts_web_and_worker() -> None:
 
 
 def test_demo_runs_end_to_end() -> None:
-    console = Console(record=True, width=140, force_terminal=False)
+    console = Console(record=True, width=160, force_terminal=False)
     assert run_demo(console) == 0
     text = console.export_text()
-    assert "✅ Done." in text and "unknown model alias" in text
-    assert "401" in text and "delivery was already received" in text
-    assert "@bob sorry" in text and "archon:plan-kimi impl-opus" in text
+    assert "scripted" in text and "✅ Done." in text
+    assert "HTTP 401" in text and "delivery was already received" in text and "@bob sorry" in text
+    assert "## Root cause" not in text and "Root cause" in text  # the plan, rendered
+    assert '+    return "-".join(re.findall(r"[a-z0-9]+", title.lower()))' in text
+    assert "Tests pass." in text and "__pycache__" not in text

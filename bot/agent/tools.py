@@ -218,7 +218,8 @@ class Toolbox:
     def run_env(self, home: str) -> dict[str, str]:
         """Only allowlisted variables, so keys and tokens in the worker's environment stay there."""
         env = {name: os.environ[name] for name in self.env_allowlist if name in os.environ}
-        env.update(HOME=home, TMPDIR=home, GIT_TERMINAL_PROMPT="0")
+        # No bytecode caches: they would show up in the diff as stray files the change never meant.
+        env.update(HOME=home, TMPDIR=home, GIT_TERMINAL_PROMPT="0", PYTHONDONTWRITEBYTECODE="1")
         return env
 
     def redact(self, text: str) -> str:
