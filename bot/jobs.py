@@ -128,6 +128,8 @@ def _finish(job: Job, connection: Any, state: RunState, error: str | None, summa
         if node.state is NodeState.RUNNING:
             node.state, node.error, node.finished_at = NodeState.FAILED, error or "stopped", now()
             record.failed_node = node.id
+    if state is RunState.CANCELLED and record.summary:
+        summary = None  # keep "Cancelled by @someone" written by the cancel command
     record.summary = summary or record.summary
     _update(_forge(record.installation_id, record.config.repo), store, record)
 

@@ -193,7 +193,7 @@ class Triage:
     def cancel(self, config: RepoConfig) -> str:
         cancelled = []
         for record in self._runs():
-            if not record.state.active:
+            if not (record.state.active or record.state is RunState.WAITING):
                 continue
             self.queue.cancel(record.job_id)
             record.state, record.finished_at = RunState.CANCELLED, now()
@@ -201,7 +201,7 @@ class Triage:
             self.post_status(record)
             cancelled.append(f"`{record.run_id}` ({record.config.pairing()})")
         if not cancelled:
-            return self.reply("there is no queued or running Archon run on this issue to cancel.")
+            return self.reply("there is no queued, running or waiting Archon run on this issue to cancel.")
         return self.reply("cancelled " + ", ".join(cancelled) + ".")
 
     def _runs(self) -> list[RunRecord]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from bot.fakes.github import FakeGitHub
 from bot.redis_server import RedisServer
+from bot.sample_repo import FILES, ISSUE_BODY, ISSUE_TITLE, create_bare_remote, write_models_file
 from bot.settings import Settings
 from tests.support import APP_ID, INSTALLATION_ID, OPENAPI, REPO, SECRET, app_key
 
@@ -79,3 +81,20 @@ def worker_env(monkeypatch: pytest.MonkeyPatch, github: FakeGitHub, redis_server
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+def remote(tmp_path: Path, github, worker_env, monkeypatch) -> Path:
+    remotes = tmp_path / "remotes"
+    bare = create_bare_remote(remotes, REPO)
+    github.add_repo(
+        REPO,
+        installation=INSTALLATION_ID,
+        collaborators={"maintainer": "maintain"},
+        files={".github/archon.yml": FILES[".github/archon.yml"]},
+        git_dir=bare,
+    )
+    github.add_issue(REPO, 1, title=ISSUE_TITLE, body=ISSUE_BODY, author="Codertocat")
+    monkeypatch.setenv("GITHUB_GIT_URL", f"file://{remotes}")
+    monkeypatch.setenv("ARCHON_MODELS_FILE", str(write_models_file(tmp_path / "models.yml")))
+    return bare

@@ -255,7 +255,7 @@ def test_status_and_cancel(github, redis_conn) -> None:
 
 def test_cancel_with_nothing_running(github, redis_conn) -> None:
     command(github, redis_conn, "/archon cancel")
-    assert "no queued or running" in only_reply(github)
+    assert "no queued, running or waiting" in only_reply(github)
 
 
 # --- run jobs ----------------------------------------------------------------------------------------

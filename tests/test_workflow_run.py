@@ -6,32 +6,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
 import redis
 
 from bot.runs import NodeState, RunState, RunStore
-from bot.sample_repo import FILES, ISSUE_BODY, ISSUE_TITLE, create_bare_remote, write_models_file
+from bot.sample_repo import ISSUE_TITLE
 from tests.support import INSTALLATION_ID, REPO, labeled
 from tests.test_triage import bot_comments, command, deliver, work
 
 RUNS = "archon-runs"
-
-
-@pytest.fixture
-def remote(tmp_path: Path, github, worker_env, monkeypatch) -> Path:
-    remotes = tmp_path / "remotes"
-    bare = create_bare_remote(remotes, REPO)
-    github.add_repo(
-        REPO,
-        installation=INSTALLATION_ID,
-        collaborators={"maintainer": "maintain"},
-        files={".github/archon.yml": FILES[".github/archon.yml"]},
-        git_dir=bare,
-    )
-    github.add_issue(REPO, 1, title=ISSUE_TITLE, body=ISSUE_BODY, author="Codertocat")
-    monkeypatch.setenv("GITHUB_GIT_URL", f"file://{remotes}")
-    monkeypatch.setenv("ARCHON_MODELS_FILE", str(write_models_file(tmp_path / "models.yml")))
-    return bare
 
 
 def show(bare: Path, ref: str, path: str) -> str:
