@@ -5,7 +5,8 @@
 | serve    | the whole bot in one command: web + workers (+ an embedded Redis when REDIS_URL is unset) |
 | worker   | RQ workers: one for triage only, N for runs (Procfile `worker:`) |
 | labels   | create the bot's labels in a repository (never deletes or renames) |
-| demo     | the front door end to end on local fakes: no keys, no network |
+| run      | the workflow on a local checkout or git URL, results in a folder (your own keys) |
+| demo     | the whole flow on local fakes and scripted models: no keys, no network |
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot.settings import ConfigurationError, load_settings
 
@@ -41,7 +43,18 @@ def _parser() -> argparse.ArgumentParser:
     labels = sub.add_parser("labels", help="create the bot's labels in OWNER/REPO")
     labels.add_argument("repo", metavar="OWNER/REPO")
 
-    sub.add_parser("demo", help="the front door end to end on local fakes (no keys, no network)")
+    run = sub.add_parser("run", help="run a workflow on a local checkout or git URL, without a webhook")
+    run.add_argument("--repo", required=True, metavar="PATH_OR_URL")
+    run.add_argument(
+        "--issue", type=int, help="issue number (fetched from GitHub with the App's credentials)"
+    )
+    run.add_argument("--issue-file", type=Path, help="markdown file: title on the first line, then the body")
+    for role in ("plan", "impl", "explore", "eval"):
+        run.add_argument(f"--{role}", metavar="MODEL", help=f"model alias for {role} (default from settings)")
+    run.add_argument("--workflow", help="workflow name (default fix-issue)")
+    run.add_argument("--out", type=Path, default=Path("archon-runs"), help="folder for the results")
+
+    sub.add_parser("demo", help="the whole flow on local fakes and scripted models (no keys, no network)")
     return parser
 
 
@@ -82,13 +95,33 @@ def _labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from bot.local import LocalRequest, run_local
+    from bot.triggers import Role
+
+    if args.issue is None and args.issue_file is None:
+        raise ConfigurationError("give --issue N or --issue-file FILE")
+    models = {
+        Role(role): getattr(args, role) for role in ("plan", "impl", "explore", "eval") if getattr(args, role)
+    }
+    request = LocalRequest(
+        repo=args.repo,
+        issue=args.issue,
+        issue_file=args.issue_file,
+        models=models,
+        workflow=args.workflow,
+        out=args.out,
+    )
+    return run_local(request, load_settings())
+
+
 def _demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
     return run_demo()
 
 
-_COMMANDS = {"serve": _serve, "worker": _worker, "labels": _labels, "demo": _demo}
+_COMMANDS = {"serve": _serve, "worker": _worker, "labels": _labels, "run": _run, "demo": _demo}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -286,14 +286,26 @@ class Worktree:
 class Workspace:
     """Mirrors and worktrees under `data_dir`; remotes at `{git_url}/{owner}/{repo}.git`."""
 
-    def __init__(self, data_dir: Path, git_url: str, *, identity: GitIdentity = DEFAULT_IDENTITY) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        git_url: str,
+        *,
+        identity: GitIdentity = DEFAULT_IDENTITY,
+        remotes: Mapping[str, str] | None = None,
+    ) -> None:
+        """`remotes`: explicit URLs (or local paths) for some repositories, e.g. `archon-bot run` on a
+        checkout: `{"local/myproject": "/home/me/myproject"}`."""
         self.data_dir = Path(data_dir)
         self.git_url = git_url.rstrip("/")
+        self.remotes = dict(remotes or {})
         self.identity = identity
         self.mirrors = self.data_dir / "mirrors"
         self.worktrees = self.data_dir / "worktrees"
 
     def remote_url(self, repo: str) -> str:
+        if repo in self.remotes:
+            return self.remotes[repo]
         return f"{self.git_url}/{_checked_repo(repo)}.git"
 
     def mirror_path(self, repo: str) -> Path:

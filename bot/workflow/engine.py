@@ -68,6 +68,7 @@ class RunServices:
     push_token: Callable[[], str | None] = lambda: None
     secrets: Sequence[str] = ()
     evaluate: Callable[[RunRecord, dict[str, Any]], dict[str, Any]] | None = None
+    push: bool = True  # `archon-bot run` keeps the branch local and writes the diff to its folder
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,8 @@ class Engine:
             f"({self.record.config.pairing()})."
         )
         worktree.commit(message)
-        worktree.push(self.services.push_token())
+        if self.services.push:
+            worktree.push(self.services.push_token())
         return {"sha": worktree.head()}
 
     def _open_pr(self, node: BuiltinNode, context: dict[str, Any]) -> dict[str, Any]:
@@ -320,7 +322,7 @@ class Engine:
     def _checkpoint(self, message: str) -> None:
         """Commit and push work in progress, so a retry anywhere continues from it."""
         worktree = self.services.worktree
-        if worktree.commit(message) is not None:
+        if worktree.commit(message) is not None and self.services.push:
             worktree.push(self.services.push_token())
 
     def _waiting_summary(self) -> str:

@@ -1,0 +1,216 @@
+"""`archon-bot run`: the same workflow on a local checkout or any git URL, without a webhook.
+
+This is how someone tries the product with their own keys: models come from the environment like
+the bot's (ANTHROPIC_API_KEY, MOONSHOT_API_KEY, …), the repository is never pushed to, and everything a
+webhook run would publish lands in a folder: `plan.md`, `pull-request.md`, `changes.diff`, `status.md`,
+`run.json` (nodes, tokens, costs), `ledger.json` and the transcripts. The worktree with the committed
+branch is kept and its path printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from bot.providers.registry import load_registry
+from bot.publish import FolderPublisher
+from bot.repo_config import CONFIG_PATH, parse_repo_config
+from bot.runconfig import resolve_run
+from bot.runner import base_limits, branch_name, chain_factory
+from bot.runs import IssueInfo, NodeRun, RunRecord, RunState
+from bot.settings import ConfigurationError, Settings
+from bot.triggers import Role, RunRequest
+from bot.workflow.engine import Engine, RunServices
+from bot.workflow.schema import REPO_DIR, load_workflows
+from bot.workflow.validation import detect_commands
+from bot.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class LocalRequest:
+    repo: str  # a path or a git URL
+    issue: int | None
+    issue_file: Path | None
+    models: dict[Role, str]
+    workflow: str | None
+    out: Path
+
+
+def read_issue_file(path: Path, number: int | None) -> IssueInfo:
+    """Markdown: the first non-empty line is the title (a leading `#` is dropped), the rest the body."""
+    text = path.read_text()
+    lines = text.strip().splitlines()
+    if not lines:
+        raise ConfigurationError(f"{path} is empty: write the issue's title on the first line")
+    title = lines[0].lstrip("#").strip()
+    body = "\n".join(lines[1:]).strip()
+    return IssueInfo(number=number or 0, title=title, body=body, url=path.resolve().as_uri())
+
+
+def _repo_name(repo: str) -> str:
+    """A stable `owner/name` for a path or URL (names mirrors and branches, never sent anywhere)."""
+    name = re.sub(r"\.git$", "", repo.rstrip("/").rsplit("/", 1)[-1]) or "repo"
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", name)
+    return f"local/{name}"
+
+
+def _remote(repo: str) -> str:
+    path = Path(repo).expanduser()
+    return str(path.resolve()) if path.exists() else repo
+
+
+def _issue(request: LocalRequest, settings: Settings) -> IssueInfo:
+    if request.issue_file is not None:
+        return read_issue_file(request.issue_file, request.issue)
+    match = re.search(r"([\w.-]+)/([\w.-]+?)(?:\.git)?/?$", request.repo)
+    if request.issue is None or match is None:
+        raise ConfigurationError("give --issue-file FILE, or --issue N with a GitHub repository URL")
+    from bot.github.auth import github_for_repo
+    from bot.github.forge import RepoForge
+
+    full_name = f"{match[1]}/{match[2]}"
+    github, _ = github_for_repo(settings, full_name)
+    title, body, url = RepoForge(github, full_name).issue(request.issue)
+    return IssueInfo(number=request.issue, title=title, body=body, url=url)
+
+
+def run_local(request: LocalRequest, settings: Settings, console: Console | None = None) -> int:
+    console = console or Console()
+    issue = _issue(request, settings)
+    name = _repo_name(request.repo)
+    run_id = "l" + hashlib.sha256(f"{request.repo}{issue.title}{time.time()}".encode()).hexdigest()[:10]
+    folder = (request.out / run_id).resolve()
+    workspace = Workspace(
+        settings.archon_data_dir / "git", settings.github_git_url, remotes={name: _remote(request.repo)}
+    )
+    console.print(f"Run [bold]{run_id}[/] on {request.repo}: {issue.title}")
+    mirror = workspace.sync(name, token=None)
+    config = parse_repo_config(_show(mirror, CONFIG_PATH))
+    registry = load_registry(settings.archon_models_file).with_overrides(config.models)
+    defaults = {Role(k): v for k, v in settings.default_models().items()} | dict(config.defaults)
+    run_config = resolve_run(
+        RunRequest(models=request.models, workflow=request.workflow),
+        repo=name,
+        issue=issue.number,
+        registry=registry,
+        defaults=defaults,
+        gate="none",
+    )
+    workflows = load_workflows(_show_dir(mirror, REPO_DIR))
+    if run_config.workflow not in workflows:
+        raise ConfigurationError(
+            f"no workflow `{run_config.workflow}`; available: {', '.join(sorted(workflows))}"
+        )
+    record = RunRecord(
+        run_id=run_id,
+        job_id="local",
+        installation_id=0,
+        config=run_config,
+        requested_by="you",
+        trigger="`archon-bot run`",
+        issue=issue,
+        state=RunState.RUNNING,
+    )
+    record.branch = branch_name(record)
+    worktree = workspace.prepare(name, run_id, record.branch, token=None, resume=False)
+    record.default_branch = _default_branch(mirror)
+    services = RunServices(
+        publisher=FolderPublisher(folder, on_progress=_printer(console)),
+        worktree=worktree,
+        chain_for=chain_factory(record, registry, settings),
+        validate_commands=list(config.validate_commands) or detect_commands(worktree.path),
+        run_dir=folder,
+        base_limits=base_limits(config),
+        push=False,
+    )
+    outcome = Engine(workflows[run_config.workflow], record, services).run()
+    record.state, record.summary = outcome.state, outcome.summary
+    services.publisher.progress(record)
+    (folder / "changes.diff").write_text(worktree.diff())
+    (folder / "ledger.json").write_text(json.dumps(_ledger(record), indent=2) + "\n")
+    worktree.release()
+    console.print(f"[bold]{outcome.state}[/]: {outcome.summary}")
+    console.print(f"Results in {folder}; the branch `{record.branch}` is checked out in {worktree.path}.")
+    return 0 if outcome.state is RunState.DONE else 1
+
+
+def _printer(console: Console):
+    seen: dict[str, str] = {}
+
+    def show(record: RunRecord) -> None:
+        for node in record.nodes.values():
+            key = f"{node.state}{node.attempts}"
+            if node.state != "pending" and seen.get(node.id) != key:
+                seen[node.id] = key
+                console.print(f"  {node.state:<8} {node.id:<12} {_line(node)}")
+
+    return show
+
+
+def _line(node: NodeRun) -> str:
+    parts = [node.model or "", f"${node.cost_usd:.4f}" if node.cost_usd else "", node.error or ""]
+    return "  ".join(p for p in parts if p)
+
+
+def _ledger(record: RunRecord) -> dict:
+    return {
+        "run": record.run_id,
+        "pairing": record.config.pairing(),
+        "cost_usd": record.cost_usd,
+        "usage": record.usage.model_dump(),
+        "nodes": {
+            n.id: {
+                "model": n.model,
+                "answered_by": n.answered_by,
+                "usage": n.usage.model_dump(),
+                "cost_usd": n.cost_usd,
+                "providers": {k: v.model_dump() for k, v in n.providers.items()},
+            }
+            for n in record.nodes.values()
+        },
+    }
+
+
+def _show(mirror: Path, path: str) -> str | None:
+    import subprocess
+
+    done = subprocess.run(
+        ["git", "--git-dir", str(mirror), "show", f"refs/remotes/origin/HEAD:{path}"],
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout if done.returncode == 0 else None
+
+
+def _show_dir(mirror: Path, folder: str) -> dict[str, str]:
+    import subprocess
+
+    listing = subprocess.run(
+        ["git", "--git-dir", str(mirror), "ls-tree", "--name-only", f"refs/remotes/origin/HEAD:{folder}"],
+        capture_output=True,
+        text=True,
+    )
+    if listing.returncode != 0:
+        return {}
+    files = {}
+    for name in listing.stdout.split():
+        if (text := _show(mirror, f"{folder}/{name}")) is not None:
+            files[f"{folder}/{name}"] = text
+    return files
+
+
+def _default_branch(mirror: Path) -> str:
+    import subprocess
+
+    ref = subprocess.run(
+        ["git", "--git-dir", str(mirror), "symbolic-ref", "refs/remotes/origin/HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return ref.rsplit("/", 1)[-1] or "main"
