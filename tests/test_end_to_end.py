@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -149,3 +150,71 @@ def wait_healthy(url: str, timeout: float = 30) -> None:
                 return
         time.sleep(0.2)
     raise TimeoutError(url)
+
+
+def replies(script: str, *, thinking: bool = False) -> list:
+    """A bundled demo script as turns of the fake model servers (the same answers, over real HTTP)."""
+    from importlib import resources
+
+    from bot.fakes._http import Reply, ToolCall, Usage
+    from bot.providers.scripted import load_script
+
+    path = Path(str(resources.files("bot.providers.scripts") / f"{script}.jsonl"))
+    turns = []
+    for turn in load_script(path):
+        calls = [ToolCall(c.name, c.arguments) for c in turn.tool_calls if isinstance(c.arguments, dict)]
+        usage = Usage(
+            input_tokens=turn.usage.input_tokens,
+            output_tokens=turn.usage.output_tokens,
+            cache_read_tokens=turn.usage.cache_read_tokens,
+            cache_creation_tokens=turn.usage.cache_write_tokens,
+        )
+        turns.append(
+            Reply(
+                text=turn.text,
+                tool_calls=calls,
+                usage=usage,
+                thinking="Thinking it through." if thinking else None,
+            )
+        )
+    return turns
+
+
+def test_real_sdks_against_fake_model_servers(tmp_path: Path) -> None:
+    """The README's promise end to end: Claude plans (Anthropic SDK → fake Messages API), Kimi implements
+    (OpenAI SDK → fake Moonshot), through the web and worker processes, to a draft pull request."""
+    from bot.fakes.anthropic import FakeAnthropic
+    from bot.fakes.openai_compat import FakeOpenAI
+
+    with FakeAnthropic() as claude, FakeOpenAI(moonshot=True) as kimi:
+        claude.script(*replies("demo-haiku-explore"), *replies("demo-opus-plan", thinking=True))
+        kimi.script(*replies("demo-kimi-implement"), *replies("demo-kimi-self-review"))
+        env = {
+            "ANTHROPIC_API_KEY": "sk-ant-test",
+            "ANTHROPIC_BASE_URL": claude.base_url,
+            "MOONSHOT_API_KEY": "sk-moonshot-test",
+            "MOONSHOT_BASE_URL": kimi.base_url,
+        }
+        with LocalStack(openapi=OPENAPI, scripted=False, extra_env=env) as stack:
+            stack.add_sample_repo(REPO, installation=INSTALLATION_ID, collaborators={"maintainer": "write"})
+            answer = stack.deliver("issues", labeled("archon:plan-opus impl-kimi", sender="maintainer"))
+            assert answer.status_code == 202
+            gh = stack.github
+            try:
+                status = gh.wait_for(
+                    lambda: (
+                        (c := status_comment(gh)) and ("Done" in c["body"] or "Failed" in c["body"]) and c
+                    ),
+                    timeout=90,
+                )
+            finally:
+                print(stack.logs())
+            assert "✅ **Done**" in status["body"], status["body"]
+            assert gh.violations == [] and claude.violations == [] and kimi.violations == []
+            [pull] = gh.pulls(REPO)
+            assert pull["draft"] and "claude-opus-5" in pull["body"] and "kimi-k2.6" in pull["body"]
+        # every model call went over HTTP with the real SDKs' wire formats
+        assert [r.body["model"] for r in claude.requests] == ["claude-haiku-4-5"] * 3 + ["claude-opus-5"] * 2
+        assert {r.body["model"] for r in kimi.requests} == {"kimi-k2.6"}
+        assert claude.requests[-1].body["thinking"]["type"] == "enabled"
+        assert all("temperature" not in r.body for r in kimi.requests)
