@@ -1,0 +1,179 @@
+"""The judge: an evaluation model answers through one structured tool, `submit_evaluation`.
+
+Blind: the prompt holds the issue, the plan, the diff, the validation output and the measured signals —
+never which models planned or implemented. An invalid or missing submission gets exactly one repair
+attempt (the validation error goes back as the tool's error); after that the judge has failed, and the
+evaluation says so. A score is never made up or defaulted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from bot.evaluation.rubric import RUBRIC_VERSION, rubric_text
+from bot.evaluation.schema import (
+    Evaluation,
+    SubmissionError,
+    SubmitEvaluation,
+    combine,
+    failed,
+    validate_submission,
+)
+from bot.evaluation.signals import Signals
+from bot.providers.pricing import cost_usd
+from bot.providers.types import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ModelSlot,
+    ProviderError,
+    TextBlock,
+    ToolResultBlock,
+    ToolSpec,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+TOOL_NAME = "submit_evaluation"
+MAX_DIFF_CHARS = 120_000
+MAX_TEXT_CHARS = 20_000
+SYSTEM = (
+    "You are a strict, fair code reviewer scoring one change against a rubric. Judge only what is in front "
+    "of you: the issue, the plan (when there is one), the diff, the validation output and the measured "
+    "signals. Every score needs evidence: file:line in the diff, or `plan`, `issue` or `validation`. Do not "
+    "reward intent, only what the diff does. Answer by calling the `submit_evaluation` tool once."
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """What is judged. Deliberately has no field for model names."""
+
+    issue_title: str
+    issue_body: str
+    diff: str
+    plan: str | None = None
+    validation: str = ""
+    signals: Signals | None = None
+
+    @property
+    def has_plan(self) -> bool:
+        return bool(self.plan and self.plan.strip())
+
+
+@dataclass
+class JudgeRun:
+    """One judge's attempt: its submission or its failure, and what it cost."""
+
+    label: str
+    submission: SubmitEvaluation | None = None
+    error: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    calls: int = 0
+
+
+def tool_spec() -> ToolSpec:
+    return ToolSpec.from_args(TOOL_NAME, SubmitEvaluation)
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n\n[… {len(text) - limit} more characters not shown]"
+
+
+def prompt(case: Case) -> str:
+    """The judge's task. Contains the rubric and the evidence; names no model (tested)."""
+    parts = [
+        f"# Issue\n\n**{case.issue_title}**\n\n{_clip(case.issue_body or '(no description)', MAX_TEXT_CHARS)}",
+        f"# Plan\n\n{_clip(case.plan, MAX_TEXT_CHARS)}"
+        if case.has_plan
+        else "# Plan\n\nThere is no plan for this change: do not score plan–implementation fidelity.",
+        f"# Diff\n\n```diff\n{_clip(case.diff, MAX_DIFF_CHARS)}\n```",
+        f"# Validation output\n\n```\n{_clip(case.validation or '(validation did not run)', MAX_TEXT_CHARS)}\n```",
+    ]
+    if case.signals is not None:
+        parts.append(
+            "# Measured signals (computed without a model)\n\n```json\n"
+            f"{case.signals.model_dump_json(indent=2)}\n```"
+        )
+    parts.append(f"# Rubric (version {RUBRIC_VERSION})\n\n{rubric_text(case.has_plan)}")
+    parts.append(
+        "Score every dimension listed in the rubric, each with a one- or two-sentence rationale and "
+        "evidence, write a short summary, and add inline comments on specific diff lines where "
+        f"they help. Then call `{TOOL_NAME}`."
+    )
+    return "\n\n".join(parts)
+
+
+def _submission(response: ModelResponse, has_plan: bool) -> tuple[SubmitEvaluation | None, str, str | None]:
+    """(submission, error for the model, call id). A missing call is an error too."""
+    calls = [c for c in response.message.tool_calls() if c.name == TOOL_NAME]
+    if not calls:
+        return None, f"You did not call `{TOOL_NAME}`. Call it once with your scores.", None
+    call = calls[-1]
+    try:
+        return validate_submission(call.arguments, has_plan), "", call.id
+    except SubmissionError as error:
+        return None, str(error), call.id
+
+
+def run_judge(label: str, slot: ModelSlot, case: Case, max_tokens: int = 8000) -> JudgeRun:
+    """Ask one judge, with one repair attempt. Never raises for the judge's mistakes or outages."""
+    run = JudgeRun(label=label)
+    messages = [Message(role="user", content=(TextBlock(text=prompt(case)),))]
+    for attempt in (1, 2):
+        request = ModelRequest(
+            system=SYSTEM, messages=tuple(messages), tools=(tool_spec(),), max_tokens=max_tokens
+        )
+        try:
+            response = slot.provider.complete(request)
+        except ProviderError as error:
+            run.error = f"the evaluation model failed ({error.kind}): {' '.join(str(error).split())[:200]}"
+            return run
+        run.calls += 1
+        run.usage = run.usage + response.usage
+        run.cost_usd = round(run.cost_usd + cost_usd(response.usage, slot.spec.prices), 8)
+        submission, problem, call_id = _submission(response, case.has_plan)
+        if submission is not None:
+            run.submission = submission
+            return run
+        log.warning("judge %s gave an invalid evaluation (attempt %s): %s", label, attempt, problem)
+        messages.append(response.message)
+        feedback = (
+            ToolResultBlock(call_id=call_id, content=problem, is_error=True)
+            if call_id
+            else TextBlock(text=problem)
+        )
+        messages.append(Message(role="user", content=(feedback,)))
+        run.error = f"the evaluation model gave no valid `{TOOL_NAME}` after one repair attempt: {problem}"
+    return run
+
+
+def evaluate(
+    judges: list[tuple[str, ModelSlot]], case: Case, signals: Signals
+) -> tuple[Evaluation, list[JudgeRun]]:
+    """Run every judge (a panel when several); combine those that succeeded.
+
+    `judges` pairs an alias (stored with the evaluation, never shown to the judge) with its slot.
+    """
+    runs = [run_judge(f"judge-{i}", slot, case) for i, (_, slot) in enumerate(judges, start=1)]
+    aliases = [alias for alias, _ in judges]
+    good = [r for r in runs if r.submission is not None]
+    if not good:
+        reasons = "; ".join(f"{r.label}: {r.error}" for r in runs)
+        return failed(reasons, case.has_plan, signals, aliases), runs
+    good_aliases = [alias for alias, run in zip(aliases, runs, strict=True) if run.submission is not None]
+    evaluation = combine([r.submission for r in good], case.has_plan, good_aliases, signals)  # type: ignore[misc]
+    for r in runs:
+        if r.submission is None:
+            evaluation.flags.append(f"{r.label} failed and is not counted: {r.error}")
+    return evaluation, runs
+
+
+def dumps(evaluation: Evaluation) -> str:
+    return json.dumps(evaluation.model_dump(mode="json"), indent=2)
