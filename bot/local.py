@@ -22,7 +22,7 @@ from bot.providers.registry import load_registry
 from bot.publish import FolderPublisher
 from bot.repo_config import CONFIG_PATH, parse_repo_config
 from bot.runconfig import resolve_run
-from bot.runner import base_limits, branch_name, chain_factory
+from bot.runner import base_limits, branch_name, chain_factory, make_evaluator
 from bot.runs import IssueInfo, NodeRun, RunRecord, RunState
 from bot.settings import ConfigurationError, Settings
 from bot.triggers import Role, RunRequest
@@ -120,14 +120,17 @@ def run_local(request: LocalRequest, settings: Settings, console: Console | None
     record.branch = branch_name(record)
     worktree = workspace.prepare(name, run_id, record.branch, token=None, resume=False)
     record.default_branch = _default_branch(mirror)
+    publisher = FolderPublisher(folder, on_progress=_printer(console))
+    commands = list(config.validate_commands) or detect_commands(worktree.path)
     services = RunServices(
-        publisher=FolderPublisher(folder, on_progress=_printer(console)),
+        publisher=publisher,
         worktree=worktree,
         chain_for=chain_factory(record, registry, settings),
-        validate_commands=list(config.validate_commands) or detect_commands(worktree.path),
+        validate_commands=commands,
         run_dir=folder,
         base_limits=base_limits(config),
         push=False,
+        evaluate=make_evaluator(record, registry, settings, worktree, publisher, commands, []),
     )
     outcome = Engine(workflows[run_config.workflow], record, services).run()
     record.state, record.summary = outcome.state, outcome.summary

@@ -56,6 +56,12 @@ class GitHubPublisher:
         posted = self.forge.open_draft_pull(record.branch, record.default_branch, title, body, record.run_id)
         return posted.id, posted.html_url
 
+    def post_review(self, record: RunRecord, body: str, comments: list[dict]) -> str:
+        """The evaluation as a COMMENT review on the run's pull request."""
+        assert record.pr_number is not None
+        self.forge.post_review(record.pr_number, body, key=record.run_id, comments=comments)
+        return record.pr_url or ""
+
     def progress(self, record: RunRecord) -> None:
         """Save the record and edit the status comment (every node change)."""
         self.store.save(record)
@@ -87,6 +93,12 @@ class FolderPublisher:
         path = self.folder / "pull-request.md"
         path.write_text(f"# {title}\n\nBranch `{record.branch}` → `{record.default_branch}`\n\n{body}\n")
         return None, path.resolve().as_uri()
+
+    def post_review(self, record: RunRecord, body: str, comments: list[dict]) -> str:
+        inline = "".join(f"\n- `{c['path']}:{c['line']}` — {c['body']}" for c in comments)
+        path = self.folder / "review.md"
+        path.write_text(body + ("\n\n## Inline comments\n" + inline if inline else "") + "\n")
+        return path.resolve().as_uri()
 
     def progress(self, record: RunRecord) -> None:
         (self.folder / "status.md").write_text(with_marker(render_status(record), "local", record.run_id))

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from bot.agent.loop import AgentLimits
+from bot.evaluation.service import judge_change, validate_at
 from bot.github.forge import RepoForge
 from bot.providers.factory import build_chain
 from bot.providers.registry import ModelRegistry, load_registry
 from bot.providers.types import ModelSlot
 from bot.publish import GitHubPublisher
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
-from bot.runs import IssueInfo, RunRecord, RunState, RunStore
+from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, RunStore
 from bot.settings import Settings
-from bot.workflow.engine import Engine, Outcome, Publisher, RunServices, gated
+from bot.triggers import Role
+from bot.workflow.engine import Engine, NodeFailedError, Outcome, Publisher, RunServices, gated
 from bot.workflow.schema import REPO_DIR, AgentNode, Workflow, WorkflowError, load_workflows
 from bot.workflow.validation import detect_commands
 from bot.workspace import Workspace, Worktree
@@ -49,6 +52,45 @@ def chain_factory(
         return alias, build_chain(alias, registry, settings, node=node.id)
 
     return chain_for
+
+
+def make_evaluator(
+    record: RunRecord,
+    registry: ModelRegistry,
+    settings: Settings,
+    worktree: Worktree,
+    publisher: Publisher,
+    commands: list[str],
+    secrets: list[str],
+):
+    """The workflow's `evaluate` node: measure, judge blind with the run's eval model, post the review."""
+
+    def evaluate(record: RunRecord, context: dict[str, Any], state: NodeRun) -> dict[str, Any]:
+        alias = record.config.models[Role.EVAL].alias
+        state.model = alias
+        judges = [(alias, build_chain(alias, registry, settings, node="evaluate")[0])]
+        validation = context["validation"]
+        issue = record.issue
+        before = validate_at(worktree.path, worktree.base_sha, commands, secrets)
+        verdict = judge_change(
+            judges,
+            title=issue.title if issue else "",
+            body=issue.body if issue else "",
+            diff=worktree.diff(),
+            plan=str(context["inputs"].get("plan") or "") or None,
+            validation_output=str(validation.get("output") or ""),
+            before=before,
+            after=validation.get("passed"),
+        )
+        state.usage = state.usage + verdict.usage
+        state.cost_usd = round(state.cost_usd + verdict.cost_usd, 8)
+        record.evaluation = verdict.evaluation.model_dump(mode="json")
+        url = publisher.post_review(record, verdict.body, verdict.comments)
+        if verdict.evaluation.status == "failed":
+            raise NodeFailedError(f"{verdict.headline()} (the review on the pull request says so)")
+        return {"text": verdict.headline(), "url": url}
+
+    return evaluate
 
 
 def run_on_github(
@@ -89,15 +131,18 @@ def execute(
     token: Callable[[], str | None],
 ) -> Outcome:
     run_dir = settings.archon_data_dir / "runs" / record.run_id
+    commands = list(config.validate_commands) or detect_commands(worktree.path)
+    secrets = [t for t in (token(),) if t]
     services = RunServices(
         publisher=publisher,
         worktree=worktree,
         chain_for=chain_factory(record, registry, settings),
-        validate_commands=list(config.validate_commands) or detect_commands(worktree.path),
+        validate_commands=commands,
         run_dir=run_dir,
         base_limits=base_limits(config),
         push_token=token,
-        secrets=[t for t in (token(),) if t],
+        secrets=secrets,
+        evaluate=make_evaluator(record, registry, settings, worktree, publisher, commands, secrets),
     )
     outcome = Outcome(RunState.FAILED, "the run stopped before it finished")
     try:

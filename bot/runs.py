@@ -109,6 +109,7 @@ class RunRecord(BaseModel):
     pr_number: int | None = None
     pr_url: str | None = None
     failed_node: str | None = None
+    evaluation: dict[str, Any] | None = Field(None, description="The stored evaluation (JSON), if any.")
 
     @property
     def usage(self) -> Usage:

@@ -6,6 +6,7 @@ GitHub's own example payloads, signed, go in over HTTP; what comes out is read f
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -187,7 +188,11 @@ def test_real_sdks_against_fake_model_servers(tmp_path: Path) -> None:
     from bot.fakes.openai_compat import FakeOpenAI
 
     with FakeAnthropic() as claude, FakeOpenAI(moonshot=True) as kimi:
-        claude.script(*replies("demo-haiku-explore"), *replies("demo-opus-plan", thinking=True))
+        claude.script(
+            *replies("demo-haiku-explore"),
+            *replies("demo-opus-plan", thinking=True),
+            *replies("demo-opus-evaluate"),
+        )
         kimi.script(*replies("demo-kimi-implement"), *replies("demo-kimi-self-review"))
         env = {
             "ANTHROPIC_API_KEY": "sk-ant-test",
@@ -214,7 +219,10 @@ def test_real_sdks_against_fake_model_servers(tmp_path: Path) -> None:
             [pull] = gh.pulls(REPO)
             assert pull["draft"] and "claude-opus-5" in pull["body"] and "kimi-k2.6" in pull["body"]
         # every model call went over HTTP with the real SDKs' wire formats
-        assert [r.body["model"] for r in claude.requests] == ["claude-haiku-4-5"] * 3 + ["claude-opus-5"] * 2
+        assert [r.body["model"] for r in claude.requests] == ["claude-haiku-4-5"] * 3 + ["claude-opus-5"] * 3
+        judge = claude.requests[-1].body
+        assert judge["tools"][0]["name"] == "submit_evaluation"
+        assert not any(name in json.dumps(judge["messages"]) for name in ("opus", "kimi", "claude", "haiku"))
         assert {r.body["model"] for r in kimi.requests} == {"kimi-k2.6"}
-        assert claude.requests[-1].body["thinking"]["type"] == "enabled"
+        assert claude.requests[4].body["thinking"]["type"] == "enabled"  # the plan thinks; the judge need not
         assert all("temperature" not in r.body for r in kimi.requests)

@@ -32,7 +32,7 @@ def test_label_to_plan_comment_and_draft_pull_request(github, redis_conn: redis.
     work(redis_conn, RUNS)
     [record] = RunStore(redis_conn).for_issue(REPO, 1)
     assert record.state is RunState.DONE, record.error
-    assert [n.state for n in record.nodes.values()] == [NodeState.DONE] * 8
+    assert [n.state for n in record.nodes.values()] == [NodeState.DONE] * 9
     # the plan, as an issue comment
     [plan] = comments_of(github, "plan")
     assert "## Root cause" in plan["body"] and "planned by `opus`" in plan["body"]
@@ -52,6 +52,19 @@ def test_label_to_plan_comment_and_draft_pull_request(github, redis_conn: redis.
         assert f"| {node} |" in status["body"]
     assert record.cost_usd > 0 and record.nodes["plan"].model == "opus"
     assert record.nodes["validate"].outputs["passed"] is True
+    # the evaluation, as a COMMENT review with an inline comment on a line of the diff
+    [review] = github.reviews(REPO, pull["number"])
+    assert review["state"] == "COMMENTED" and "62 / 70" in review["body"]
+    assert review["comments"] == [
+        {
+            "path": "textkit/slug.py",
+            "line": 8,
+            "side": "RIGHT",
+            "body": 'Consider a test for `slugify("!!!")` returning an empty string.',
+        }
+    ]
+    assert record.evaluation["total"] == 62 and record.evaluation["rubric_version"]
+    assert record.nodes["evaluate"].cost_usd > 0
 
 
 def failing_implement(tmp_path: Path, monkeypatch) -> Path:

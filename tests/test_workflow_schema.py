@@ -23,6 +23,7 @@ FIX_ISSUE_ORDER = [
     "self-review",
     "commit",
     "open-pr",
+    "evaluate",
 ]
 
 
@@ -282,4 +283,4 @@ def test_resume_set_is_the_failed_node_and_its_descendants() -> None:
     assert dag.resume_set(GRAPH, "b") == {"b", "d"}
     assert dag.resume_set(GRAPH, "a") == {"a", "b", "c", "d"}
     nodes = load_workflows()["fix-issue"].nodes
-    assert dag.resume_set(nodes, "validate") == {"validate", "self-review", "commit", "open-pr"}
+    assert dag.resume_set(nodes, "validate") == {"validate", "self-review", "commit", "open-pr", "evaluate"}

@@ -88,13 +88,15 @@ def _clip(text: str, limit: int) -> str:
 
 def prompt(case: Case) -> str:
     """The judge's task. Contains the rubric and the evidence; names no model (tested)."""
+    body = _clip(case.issue_body or "(no description)", MAX_TEXT_CHARS)
     parts = [
-        f"# Issue\n\n**{case.issue_title}**\n\n{_clip(case.issue_body or '(no description)', MAX_TEXT_CHARS)}",
+        f"# Issue\n\n**{case.issue_title}**\n\n{body}",
         f"# Plan\n\n{_clip(case.plan, MAX_TEXT_CHARS)}"
         if case.has_plan
         else "# Plan\n\nThere is no plan for this change: do not score plan–implementation fidelity.",
         f"# Diff\n\n```diff\n{_clip(case.diff, MAX_DIFF_CHARS)}\n```",
-        f"# Validation output\n\n```\n{_clip(case.validation or '(validation did not run)', MAX_TEXT_CHARS)}\n```",
+        "# Validation output\n\n```\n"
+        f"{_clip(case.validation or '(validation did not run)', MAX_TEXT_CHARS)}\n```",
     ]
     if case.signals is not None:
         parts.append(

@@ -56,6 +56,10 @@ class Publisher(Protocol):
         """The record changed: save it and show it (the status comment, a terminal table)."""
         ...
 
+    def post_review(self, record: RunRecord, body: str, comments: list[dict]) -> str:
+        """Publish the evaluation (a PR review on GitHub); return where it is."""
+        ...
+
 
 @dataclass
 class RunServices:
@@ -67,7 +71,7 @@ class RunServices:
     base_limits: AgentLimits = field(default_factory=AgentLimits)
     push_token: Callable[[], str | None] = lambda: None
     secrets: Sequence[str] = ()
-    evaluate: Callable[[RunRecord, dict[str, Any]], dict[str, Any]] | None = None
+    evaluate: Callable[[RunRecord, dict[str, Any], NodeRun], dict[str, Any]] | None = None
     push: bool = True  # `archon-bot run` keeps the branch local and writes the diff to its folder
 
 
@@ -228,12 +232,13 @@ class Engine:
             return self._agent(node, state, context)
         if isinstance(node, ShellNode):
             return self._shell(node, context)
+        if node.kind == "evaluate":
+            return self._evaluate(node, state, context)
         handler = {
             "post-plan": self._post_plan,
             "validate": self._validate,
             "commit": self._commit,
             "open-pr": self._open_pr,
-            "evaluate": self._evaluate,
         }[node.kind]
         return handler(node, context)
 
@@ -312,10 +317,10 @@ class Engine:
         self.record.pr_number, self.record.pr_url = number, url
         return {"url": url, "number": number or 0}
 
-    def _evaluate(self, node: BuiltinNode, context: dict[str, Any]) -> dict[str, Any]:
+    def _evaluate(self, node: BuiltinNode, state: NodeRun, context: dict[str, Any]) -> dict[str, Any]:
         if self.services.evaluate is None:
-            raise NodeFailedError("evaluation is not available in this version of Archon Bot")
-        return self.services.evaluate(self.record, context)
+            raise NodeFailedError("no evaluator is configured for this run")
+        return self.services.evaluate(self.record, context, state)
 
     # --- helpers -------------------------------------------------------------------------------
 
