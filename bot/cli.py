@@ -6,6 +6,7 @@
 | worker   | RQ workers: one for triage only, N for runs (Procfile `worker:`) |
 | labels   | create the bot's labels in a repository (never deletes or renames) |
 | run      | the workflow on a local checkout or git URL, results in a folder (your own keys) |
+| evaluate | the seven-dimension review of a local change (base...head) |
 | demo     | the whole flow on local fakes and scripted models: no keys, no network |
 """
 
@@ -53,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
         run.add_argument(f"--{role}", metavar="MODEL", help=f"model alias for {role} (default from settings)")
     run.add_argument("--workflow", help="workflow name (default fix-issue)")
     run.add_argument("--out", type=Path, default=Path("archon-runs"), help="folder for the results")
+
+    evaluate = sub.add_parser(
+        "evaluate", help="score a local change (base...head) on the seven-dimension rubric"
+    )
+    evaluate.add_argument("--repo", type=Path, default=Path("."), metavar="PATH")
+    evaluate.add_argument("--base", required=True, metavar="BRANCH")
+    evaluate.add_argument("--head", required=True, metavar="BRANCH")
+    evaluate.add_argument("--eval", default="", metavar="M[,M]", help="judge model(s); several make a panel")
+    evaluate.add_argument("--plan-file", type=Path, help="the plan the change followed (scores fidelity)")
+    evaluate.add_argument("--out", type=Path, default=Path("archon-evaluation"))
 
     sub.add_parser("demo", help="the whole flow on local fakes and scripted models (no keys, no network)")
     return parser
@@ -115,13 +126,27 @@ def _run(args: argparse.Namespace) -> int:
     return run_local(request, load_settings())
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from bot.local import evaluate_local
+
+    judges = [alias.strip() for alias in args.eval.split(",") if alias.strip()]
+    return evaluate_local(args.repo, args.base, args.head, judges, args.plan_file, args.out, load_settings())
+
+
 def _demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
     return run_demo()
 
 
-_COMMANDS = {"serve": _serve, "worker": _worker, "labels": _labels, "run": _run, "demo": _demo}
+_COMMANDS = {
+    "serve": _serve,
+    "worker": _worker,
+    "labels": _labels,
+    "run": _run,
+    "evaluate": _evaluate,
+    "demo": _demo,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -50,8 +50,8 @@ COMMANDS: dict[CommandName, CommandInfo] = {
         CommandInfo(
             CommandName.EVALUATE,
             "/archon evaluate [eval=M]",
-            "Score this pull request on the seven-dimension rubric.",
-            available=False,
+            "Score this pull request on the seven-dimension rubric (several models: a panel).",
+            available=True,
             on_pull_request_only=True,
         ),
         CommandInfo(CommandName.STATUS, "/archon status", "Show the runs on this issue.", available=True),

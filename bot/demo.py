@@ -178,6 +178,12 @@ def _script(demo: Demo, stack: LocalStack) -> bool:
         console.print("[red]The run did not finish; the status comment above says why.[/]")
         return False
     pull = demo.show_pull_request()
+    for review in github.reviews(REPO, pull["number"]):
+        demo.show_comment(
+            "The evaluation, posted as a pull-request review (scripted judge)", review, style="magenta"
+        )
+        for comment in review["comments"]:
+            console.print(f"  inline on {comment['path']}:{comment['line']}: {comment['body']}")
     console.rule("[bold]4. The test that failed on main, on the pushed branch")
     passed = demo.run_tests_on_branch(pull["head"]["ref"])
     console.print("[green]Tests pass.[/]" if passed else "[red]Tests fail.[/]")

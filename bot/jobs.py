@@ -8,18 +8,22 @@ job kind tells the user on GitHub, logs with context, and never hides the origin
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from rq import get_current_job
 from rq.job import Job
 
+from bot.evaluation.service import diff_from_patches, judge_change
 from bot.events import CommandTask, LabelsTask, TaskEnvelope
 from bot.github.auth import installation_client, installation_github
 from bot.github.forge import RepoForge
 from bot.labels import label_specs
+from bot.providers.factory import build_chain
+from bot.providers.registry import load_registry
 from bot.publish import GitHubPublisher
 from bot.queue import JobQueue
-from bot.repo_config import RepoConfigError
+from bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config
 from bot.runner import run_on_github
 from bot.runs import NodeState, RunRecord, RunState, RunStore, now
 from bot.settings import load_settings
@@ -148,3 +152,41 @@ def on_run_stopped(job: Job, connection: Any) -> None:
     """`/archon cancel` stopped a running job."""
     log.info("run %s (%s) stopped", job.meta.get("run_id"), job.id)
     _finish(job, connection, RunState.CANCELLED, None, "Stopped while running.")
+
+
+# --- evaluating any pull request -------------------------------------------------------------------
+
+
+def evaluate_pull(envelope: dict[str, Any], judges: list[str]) -> str:
+    """`/archon evaluate` on a pull request, including ones people wrote (no plan: out of 60)."""
+    task = TaskEnvelope.model_validate(envelope).task
+    assert isinstance(task, CommandTask)
+    settings = load_settings()
+    forge = _forge(task.installation_id, task.repo)
+    title, body, _ = forge.issue(task.issue)
+    diff = diff_from_patches(forge.pull_diff_files(task.issue))
+    record = _run_of_pull(get_current_job().connection, body)
+    plan = str(record.nodes["plan"].outputs.get("text") or "") if record and "plan" in record.nodes else None
+    config = parse_repo_config(forge.read_file(CONFIG_PATH))
+    registry = load_registry(settings.archon_models_file).with_overrides(config.models)
+    slots = [(alias, build_chain(alias, registry, settings, node="evaluate")[0]) for alias in judges]
+    verdict = judge_change(slots, title=title, body=body, diff=diff, plan=plan or None)
+    forge.post_review(task.issue, verdict.body, key=f"eval-{task.delivery_id}", comments=verdict.comments)
+    return verdict.headline()
+
+
+def _run_of_pull(connection: Any, body: str) -> RunRecord | None:
+    """The Archon run that opened this pull request, found by the marker in its body."""
+    match = re.search(r"<!-- archon-bot:pull:([A-Za-z0-9_-]+) -->", body or "")
+    return RunStore(connection).load(match[1]) if match else None
+
+
+def on_evaluate_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
+    task = TaskEnvelope.model_validate(job.args[0]).task
+    log.error("evaluation for %s#%s failed: %s", task.repo, task.issue, one_line(value))
+    if isinstance(task, CommandTask):
+        body = (
+            f"@{task.sender} the evaluation could not run because of an error on my side "
+            f"({one_line(value)}). No review was posted; comment `/archon evaluate` to try again."
+        )
+        _forge(task.installation_id, task.repo).upsert_comment(task.issue, REPLY_KIND, task.delivery_id, body)

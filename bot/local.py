@@ -217,3 +217,49 @@ def _default_branch(mirror: Path) -> str:
         text=True,
     ).stdout.strip()
     return ref.rsplit("/", 1)[-1] or "main"
+
+
+def evaluate_local(
+    repo: Path,
+    base: str,
+    head: str,
+    judges: list[str],
+    plan_file: Path | None,
+    out: Path,
+    settings: Settings,
+    console: Console | None = None,
+) -> int:
+    """`archon-bot evaluate`: the seven-dimension review of `base...head` in a local repository."""
+    import subprocess
+
+    from bot.evaluation.service import git_diff, judge_change, validate_at
+    from bot.providers.factory import build_chain
+
+    console = console or Console()
+    repo = repo.resolve()
+    diff = git_diff(repo, base, head)
+    if not diff.strip():
+        raise ConfigurationError(f"`{base}...{head}` has no changes to evaluate")
+    shown = subprocess.run(
+        ["git", "-C", str(repo), "show", f"{head}:{CONFIG_PATH}"], capture_output=True, text=True
+    )
+    config = parse_repo_config(shown.stdout if shown.returncode == 0 else None)
+    registry = load_registry(settings.archon_models_file).with_overrides(config.models)
+    defaults = {Role(k): v for k, v in settings.default_models().items()} | dict(config.defaults)
+    aliases = judges or [defaults[Role.EVAL]]
+    slots = [(alias, build_chain(alias, registry, settings, node="evaluate")[0]) for alias in aliases]
+    commands = list(config.validate_commands)
+    before, after = validate_at(repo, base, commands), validate_at(repo, head, commands)
+    title = subprocess.run(
+        ["git", "-C", str(repo), "log", "-1", "--format=%s", head], capture_output=True, text=True
+    ).stdout.strip()
+    plan = plan_file.read_text() if plan_file else None
+    verdict = judge_change(slots, title=title, body="", diff=diff, plan=plan, before=before, after=after)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(
+        json.dumps(verdict.evaluation.model_dump(mode="json"), indent=2) + "\n"
+    )
+    (out / "review.md").write_text(verdict.body + "\n")
+    console.print(verdict.body)
+    console.print(f"\n{verdict.headline()} — written to {out / 'review.md'} and evaluation.json")
+    return 0 if verdict.evaluation.status == "ok" else 1

@@ -130,6 +130,19 @@ class JobQueue:
                 job.delete()
         raise RuntimeError(f"could not enqueue {job_id}: it keeps reappearing")
 
+    def enqueue_evaluation(self, task: Task, judges: Sequence[str], timeout: int) -> Job:
+        """An evaluation of a pull request, on the runs queue (it calls models; triage stays quick)."""
+        return self.runs.enqueue_call(
+            "bot.jobs.evaluate_pull",
+            args=(TaskEnvelope(task=task).model_dump(mode="json"), list(judges)),
+            job_id=f"eval-{task.delivery_id}",
+            timeout=timeout,
+            result_ttl=7 * 24 * 3600,
+            failure_ttl=30 * 24 * 3600,
+            on_failure=Callback("bot.jobs.on_evaluate_failure"),
+            description=f"evaluate {task.delivery_id}",
+        )
+
     def cancel(self, job_id: str) -> str | None:
         """Stop a queued or running job. Returns the status it had, or None if it was not active."""
         from rq.command import send_stop_job_command

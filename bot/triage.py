@@ -22,7 +22,7 @@ from bot.runner import pick_workflow
 from bot.runs import NodeState, RunRecord, RunState, RunStore, now, run_id_for
 from bot.settings import Settings
 from bot.status import STATUS_KIND, render_runs_table, render_status
-from bot.triggers import ReviseRequest, Role, RunRequest
+from bot.triggers import EvaluateRequest, ReviseRequest, Role, RunRequest
 from bot.workflow.engine import plan_node_id, reset_from
 from bot.workflow.schema import REPO_DIR
 
@@ -220,6 +220,23 @@ class Triage:
             return self._already(error.job.meta.get("run_id"), error.status)
         return self.reply(f"{what} — see [the status comment]({record.status_comment_url}).")
 
+    def evaluate(self, config: RepoConfig) -> str:
+        assert isinstance(self.task.request, EvaluateRequest)
+        registry = self.registry(config)
+        judges = list(self.task.request.eval) or [self.defaults(config)[Role.EVAL]]
+        unknown = [alias for alias in judges if registry.get(alias) is None]
+        if unknown:
+            valid = ", ".join(f"`{a}`" for a in registry.aliases())
+            return self.reply(
+                f"nothing was started: `eval={','.join(unknown)}` is not a model alias here. "
+                f"Valid aliases: {valid}."
+            )
+        self.queue.enqueue_evaluation(self.task, judges, self.settings.archon_run_timeout)
+        panel = f"a panel of {len(judges)} judges" if len(judges) > 1 else "one judge"
+        return self.reply(
+            f"evaluating this pull request with {panel}; the result will be posted as a review."
+        )
+
     def retry(self, config: RepoConfig) -> str:
         record = self._latest(RunState.FAILED, RunState.CANCELLED)
         if record is None:
@@ -258,6 +275,7 @@ _HANDLERS: dict[CommandName, Callable[[Triage, RepoConfig], str]] = {
     CommandName.MODELS: Triage.models,
     CommandName.STATUS: Triage.status,
     CommandName.CANCEL: Triage.cancel,
+    CommandName.EVALUATE: Triage.evaluate,
     CommandName.RETRY: Triage.retry,
     CommandName.APPROVE: Triage.approve,
     CommandName.REVISE: Triage.revise,

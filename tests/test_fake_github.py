@@ -150,7 +150,11 @@ def test_draft_pull_requests_and_reviews(github: FakeGitHub, tmp_path) -> None:
     [pull] = github.pulls(REPO)
     assert pull["draft"] is True and pull["head"]["ref"] == "fix" and "archon-bot:pull:r1" in pull["body"]
     assert (pull["additions"], pull["deletions"], pull["changed_files"]) == (3, 1, 2)
-    files = dict(forge.pull_diff_files(2))
+    files = {name: patch for name, _, patch in forge.pull_diff_files(2)}
+    assert {name: status for name, status, _ in forge.pull_diff_files(2)} == {
+        "app.py": "modified",
+        "test_app.py": "added",
+    }
     assert set(files) == {"app.py", "test_app.py"} and "+b = 20" in files["app.py"]
     comment = {"path": "app.py", "line": 2, "side": "RIGHT", "body": "why 20?"}
     review = forge.post_review(2, "Looks fine", key="r1", comments=[comment])

@@ -56,3 +56,35 @@ def test_run_on_a_local_repository(tmp_path: Path, monkeypatch, capsys) -> None:
 def test_run_needs_an_issue(capsys) -> None:
     assert main(["run", "--repo", "."]) == 2
     assert "--issue" in capsys.readouterr().err
+
+
+def test_evaluate_a_local_change(tmp_path: Path, monkeypatch, capsys) -> None:
+    from tests.test_workflow_run import no_plan_judge, push_human_fix
+
+    bare = sample_repo.create_bare_remote(tmp_path / "remotes", "octo/sample")
+    push_human_fix(bare, tmp_path)
+    no_plan_judge(tmp_path / "judges")
+    monkeypatch.setenv("ARCHON_ENV_FILE", "")
+    monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(tmp_path / "judges"))
+    monkeypatch.setenv("ARCHON_MODELS_FILE", str(sample_repo.write_models_file(tmp_path / "models.yml")))
+    code = main(
+        [
+            "evaluate",
+            "--repo",
+            str(tmp_path / "human"),
+            "--base",
+            "origin/main",
+            "--head",
+            "human-fix",
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().out
+    evaluation = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert evaluation["out_of"] == 60 and evaluation["status"] == "ok"
+    assert (
+        evaluation["signals"]["validation_before"] is False
+        and evaluation["signals"]["validation_after"] is True
+    )
+    assert "/ 60" in (tmp_path / "eval" / "review.md").read_text()

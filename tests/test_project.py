@@ -72,3 +72,4 @@ def test_demo_runs_end_to_end() -> None:
     assert "## Root cause" not in text and "Root cause" in text  # the plan, rendered
     assert '+    return "-".join(re.findall(r"[a-z0-9]+", title.lower()))' in text
     assert "Tests pass." in text and "__pycache__" not in text
+    assert "62 / 70" in text and "inline on textkit/slug.py:8" in text

@@ -3,10 +3,12 @@ worker in-process, the fake GitHub (OpenAPI-validated), a real bare remote, and 
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import redis
+from rq import Queue
 
 from bot.runs import NodeState, RunState, RunStore
 from bot.sample_repo import ISSUE_TITLE
@@ -169,3 +171,64 @@ def test_two_issues_at_once_get_their_own_branches_and_pull_requests(github, red
     pulls = github.pulls(REPO)
     assert sorted(p["body"].splitlines()[0] for p in pulls) == ["Fixes #1", "Fixes #2"]
     assert len({p["head"]["ref"] for p in pulls}) == 2
+
+
+def no_plan_judge(scripts: Path) -> None:
+    """The demo's judge script without fidelity: the right answer when there is no plan."""
+    from importlib import resources
+
+    source = Path(str(resources.files("bot.providers.scripts") / "demo-opus-evaluate.jsonl"))
+    turn = json.loads(source.read_text().splitlines()[1])
+    arguments = turn["tool_calls"][0]["arguments"]
+    arguments["scores"] = [s for s in arguments["scores"] if s["dimension"] != "fidelity"]
+    arguments["comments"] = [{"path": "textkit/slug.py", "line": 6, "body": "A one-line fix, nicely done."}]
+    scripts.mkdir(exist_ok=True)
+    (scripts / "demo-opus-evaluate.jsonl").write_text(json.dumps(turn) + "\n")
+
+
+def push_human_fix(remote: Path, tmp_path: Path) -> None:
+    work = tmp_path / "human"
+    subprocess.run(["git", "clone", "-q", str(remote), str(work)], check=True)
+    path = work / "textkit" / "slug.py"
+    path.write_text(
+        path.read_text().replace(
+            '"-".join(title.lower().split(" "))',
+            '"-".join("".join(c for c in w if c.isalnum()) for w in title.lower().split())',
+        )
+    )
+    env = {
+        "GIT_AUTHOR_NAME": "Hu Man",
+        "GIT_AUTHOR_EMAIL": "h@example.com",
+        "GIT_COMMITTER_NAME": "Hu Man",
+        "GIT_COMMITTER_EMAIL": "h@example.com",
+        "PATH": "/usr/bin:/bin",
+    }
+    for args in (
+        ["checkout", "-qb", "human-fix"],
+        ["commit", "-qam", "Fix slugify"],
+        ["push", "-q", "origin", "human-fix"],
+    ):
+        subprocess.run(["git", *args], cwd=work, check=True, env=env)
+
+
+def test_evaluate_a_pull_request_a_person_wrote(github, redis_conn, remote, tmp_path, monkeypatch) -> None:
+    no_plan_judge(tmp_path / "judges")
+    monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(tmp_path / "judges"))
+    push_human_fix(remote, tmp_path)
+    number = github.add_pull(REPO, head="human-fix", title="Fix slugify", author="someone")
+    command(github, redis_conn, "/archon evaluate", pull_request=True, issue=number)
+    work(redis_conn, RUNS)
+    [review] = github.reviews(REPO, number)
+    assert review["state"] == "COMMENTED" and "/ 60" in review["body"] and "n/a" in review["body"]
+    assert review["comments"][0]["line"] == 6
+    replies = [c["body"] for c in bot_comments(github, number) if "archon-bot:reply:" in c["body"]]
+    assert any("posted as a review" in r for r in replies)
+
+
+def test_evaluate_with_an_unknown_judge_starts_nothing(github, redis_conn, remote, tmp_path) -> None:
+    push_human_fix(remote, tmp_path)
+    number = github.add_pull(REPO, head="human-fix", title="Fix slugify")
+    command(github, redis_conn, "/archon evaluate eval=nope", pull_request=True, issue=number)
+    [reply] = [c["body"] for c in bot_comments(github, number)]
+    assert "`eval=nope` is not a model alias" in reply
+    assert Queue(RUNS, connection=redis_conn).get_jobs() == []

@@ -98,14 +98,16 @@ def validate_at(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def diff_from_patches(files: Sequence[tuple[str, str | None]]) -> str:
+def diff_from_patches(files: Sequence[tuple[str, str, str | None]]) -> str:
     """A unified diff from GitHub's per-file patches (`GET /pulls/{n}/files`), for unidiff and the judge."""
     parts = []
-    for name, patch in files:
+    for name, status, patch in files:
         if patch is None:
-            parts.append(f"diff --git a/{name} b/{name}\nBinary or very large file changed: {name}\n")
+            parts.append(f"diff --git a/{name} b/{name}\nBinary files a/{name} and b/{name} differ\n")
             continue
-        parts.append(f"diff --git a/{name} b/{name}\n--- a/{name}\n+++ b/{name}\n{patch.rstrip()}\n")
+        source = "/dev/null" if status == "added" else f"a/{name}"
+        target = "/dev/null" if status == "removed" else f"b/{name}"
+        parts.append(f"diff --git a/{name} b/{name}\n--- {source}\n+++ {target}\n{patch.rstrip()}\n")
     return "".join(parts)
 
 

@@ -104,9 +104,9 @@ class RepoForge:
             pull = existing  # created by a request whose answer we never saw (a 5xx and a retry)
         return PostedComment(pull.number, pull.html_url)
 
-    def pull_diff_files(self, number: int) -> list[tuple[str, str | None]]:
-        """(filename, patch) of a pull request's files; patch is None for binary or huge files."""
-        return [(f.filename, f.patch) for f in self.repo.get_pull(number).get_files()]
+    def pull_diff_files(self, number: int) -> list[tuple[str, str, str | None]]:
+        """(filename, status, patch) of a pull request's files; patch is None for binary or huge files."""
+        return [(f.filename, f.status, f.patch) for f in self.repo.get_pull(number).get_files()]
 
     def post_review(self, number: int, body: str, key: str, comments: list[dict]) -> int:
         """A COMMENT review (never approve or request changes), once per key."""
