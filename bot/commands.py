@@ -45,7 +45,7 @@ COMMANDS: dict[CommandName, CommandInfo] = {
             CommandName.BENCH,
             "/archon bench [plan=M,M] [impl=M,M] [issues=#12,#15] [repeat=K] [prs=yes]",
             "Run the plan × implement model matrix and compare quality, cost and time.",
-            available=False,
+            available=True,
         ),
         CommandInfo(
             CommandName.EVALUATE,

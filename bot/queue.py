@@ -130,6 +130,19 @@ class JobQueue:
                 job.delete()
         raise RuntimeError(f"could not enqueue {job_id}: it keeps reappearing")
 
+    def enqueue_bench(self, bench_id: str) -> Job:
+        """The benchmark's first job: explore, estimate, fan the cells out."""
+        return self.runs.enqueue_call(
+            "bot.bench.jobs.bench_start",
+            args=(bench_id,),
+            job_id=f"bench-{bench_id}-start",
+            timeout=3600,
+            result_ttl=7 * 24 * 3600,
+            failure_ttl=30 * 24 * 3600,
+            on_failure=Callback("bot.bench.jobs.on_bench_start_failure"),
+            description=f"bench {bench_id} start",
+        )
+
     def enqueue_evaluation(self, task: Task, judges: Sequence[str], timeout: int) -> Job:
         """An evaluation of a pull request, on the runs queue (it calls models; triage stays quick)."""
         return self.runs.enqueue_call(

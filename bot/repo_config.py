@@ -47,6 +47,7 @@ class RunBudgets(BaseModel):
     max_turns: int | None = Field(None, gt=0, description="Model calls per node.")
     max_wall_s: float | None = Field(None, gt=0, description="Seconds per node.")
     max_tokens: int | None = Field(None, gt=0, description="Tokens per node.")
+    bench_max_usd: float | None = Field(None, gt=0, description="Cap on a benchmark's estimated cost.")
 
 
 class RepoConfig(BaseModel):

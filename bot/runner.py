@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from rq.timeouts import JobTimeoutException
+
 from bot.agent.loop import AgentLimits
 from bot.evaluation.service import judge_change, validate_at
 from bot.github.forge import RepoForge
@@ -37,8 +39,14 @@ def branch_name(record: RunRecord) -> str:
     return f"archon/issue-{record.config.issue}-{plan}-{impl}-{record.run_id[1:7]}"
 
 
+def _variant(record: RunRecord) -> str:
+    """For scripted models: scripts may differ per pairing (`<model>-<node>-<plan>-<impl>.jsonl`)."""
+    models = record.config.models
+    return f"{models[Role.PLAN].alias}-{models[Role.IMPL].alias}"
+
+
 def base_limits(config: RepoConfig) -> AgentLimits:
-    budgets = {k: v for k, v in config.budgets.model_dump().items() if v is not None}
+    budgets = {k: v for k, v in config.budgets.model_dump(exclude={"bench_max_usd"}).items() if v is not None}
     return AgentLimits(**budgets)
 
 
@@ -49,7 +57,7 @@ def chain_factory(
 
     def chain_for(node: AgentNode) -> tuple[str, list[ModelSlot]]:
         alias = node.model or record.config.models[node.role].alias  # type: ignore[index]
-        return alias, build_chain(alias, registry, settings, node=node.id)
+        return alias, build_chain(alias, registry, settings, node=node.id, variant=_variant(record))
 
     return chain_for
 
@@ -68,7 +76,9 @@ def make_evaluator(
     def evaluate(record: RunRecord, context: dict[str, Any], state: NodeRun) -> dict[str, Any]:
         alias = record.config.models[Role.EVAL].alias
         state.model = alias
-        judges = [(alias, build_chain(alias, registry, settings, node="evaluate")[0])]
+        judges = [
+            (alias, build_chain(alias, registry, settings, node="evaluate", variant=_variant(record))[0])
+        ]
         validation = context["validation"]
         issue = record.issue
         before = validate_at(worktree.path, worktree.base_sha, commands, secrets)
@@ -85,7 +95,11 @@ def make_evaluator(
         state.usage = state.usage + verdict.usage
         state.cost_usd = round(state.cost_usd + verdict.cost_usd, 8)
         record.evaluation = verdict.evaluation.model_dump(mode="json")
-        url = publisher.post_review(record, verdict.body, verdict.comments)
+        url = (
+            publisher.post_review(record, verdict.body, verdict.comments)
+            if record.pr_number or not record.bench_id
+            else ""
+        )
         if verdict.evaluation.status == "failed":
             raise NodeFailedError(f"{verdict.headline()} (the review on the pull request says so)")
         return {"text": verdict.headline(), "url": url}
@@ -94,7 +108,12 @@ def make_evaluator(
 
 
 def run_on_github(
-    record: RunRecord, settings: Settings, forge: RepoForge, store: RunStore, token: Callable[[], str]
+    record: RunRecord,
+    settings: Settings,
+    forge: RepoForge,
+    store: RunStore,
+    token: Callable[[], str],
+    publisher: Publisher | None = None,
 ) -> Outcome:
     """Everything one run job does after the record says `running`."""
     title, body, url = forge.issue(record.config.issue)
@@ -103,7 +122,7 @@ def run_on_github(
     config = parse_repo_config(forge.read_file(CONFIG_PATH))
     workflow = pick_workflow(record, forge.read_dir(REPO_DIR))
     registry = load_registry(settings.archon_models_file).with_overrides(config.models)
-    publisher = GitHubPublisher(forge, store, lambda: gated(workflow, record))
+    publisher = publisher or GitHubPublisher(forge, store, lambda: gated(workflow, record))
     workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
     record.branch = record.branch or branch_name(record)
     workspace.cleanup(settings.archon_keep_failed_hours * 3600)
@@ -143,6 +162,7 @@ def execute(
         push_token=token,
         secrets=secrets,
         evaluate=make_evaluator(record, registry, settings, worktree, publisher, commands, secrets),
+        interrupts=(JobTimeoutException,),
     )
     outcome = Outcome(RunState.FAILED, "the run stopped before it finished")
     try:

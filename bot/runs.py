@@ -110,6 +110,8 @@ class RunRecord(BaseModel):
     pr_url: str | None = None
     failed_node: str | None = None
     evaluation: dict[str, Any] | None = Field(None, description="The stored evaluation (JSON), if any.")
+    bench_id: str | None = Field(None, description="The benchmark this run is a cell of.")
+    open_pr: bool = Field(True, description="Benchmark cells open draft PRs only when asked.")
 
     @property
     def usage(self) -> Usage:

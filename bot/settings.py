@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     archon_keep_failed_hours: float = Field(
         24, ge=0, description="Hours a failed run's worktree is kept for debugging before cleanup."
     )
+    archon_bench_max_usd: float = Field(
+        20.0, gt=0, description="A benchmark whose estimated cost is above this does not start (USD)."
+    )
     archon_run_timeout: int = Field(3600, description="Seconds a run job may take before RQ stops it.")
 
     @field_validator(

@@ -11,6 +11,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.bench.jobs import show_status
+from bot.bench.orchestrate import BenchRecord, BenchStore, bench_id_for
+from bot.bench.results import BenchSpec
 from bot.commands import COMMANDS, CommandName, help_text
 from bot.events import CommandTask
 from bot.github.forge import RepoForge
@@ -22,7 +25,7 @@ from bot.runner import pick_workflow
 from bot.runs import NodeState, RunRecord, RunState, RunStore, now, run_id_for
 from bot.settings import Settings
 from bot.status import STATUS_KIND, render_runs_table, render_status
-from bot.triggers import EvaluateRequest, ReviseRequest, Role, RunRequest
+from bot.triggers import BenchRequest, EvaluateRequest, ReviseRequest, Role, RunRequest
 from bot.workflow.engine import plan_node_id, reset_from
 from bot.workflow.schema import REPO_DIR
 
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 REPLY_KIND = "reply"
 #: Commands anyone who can comment may use: they only show information.
 READ_ONLY = {CommandName.HELP, CommandName.MODELS, CommandName.STATUS}
+#: The reference experiment's matrix: plan ∈ {opus, kimi} × implement ∈ {opus, kimi}.
+DEFAULT_MATRIX = ("opus", "kimi")
 
 
 @dataclass
@@ -220,6 +225,51 @@ class Triage:
             return self._already(error.job.meta.get("run_id"), error.status)
         return self.reply(f"{what} — see [the status comment]({record.status_comment_url}).")
 
+    def bench(self, config: RepoConfig) -> str:
+        """`archon:bench` or `/archon bench`: the plan × implement matrix, judged by one fixed judge."""
+        request = self.task.request
+        assert isinstance(request, BenchRequest)
+        if self.task.is_pull_request:
+            return self.reply("`/archon bench` works on issues; this is a pull request.")
+        defaults = self.defaults(config)
+        spec = BenchSpec(
+            repo=self.task.repo,
+            issues=list(request.issues or (self.task.issue,)),
+            plan=list(request.plan or DEFAULT_MATRIX),
+            impl=list(request.impl or DEFAULT_MATRIX),
+            repeat=request.repeat,
+            judge=list(request.eval or (defaults[Role.EVAL],)),
+        )
+        explore = request.explore or defaults[Role.EXPLORE]
+        registry = self.registry(config)
+        unknown = sorted(
+            {a for a in (*spec.plan, *spec.impl, *spec.judge, explore) if registry.get(a) is None}
+        )
+        if unknown:
+            valid = ", ".join(f"`{a}`" for a in registry.aliases())
+            return self.reply(
+                f"nothing was started: {', '.join(f'`{a}`' for a in unknown)} "
+                f"{'is' if len(unknown) == 1 else 'are'} not a model alias here. Valid aliases: {valid}."
+            )
+        bench_id = bench_id_for(self.task.delivery_id)
+        store = BenchStore(self.queue.connection)
+        if store.load(bench_id) is not None:
+            return f"bench {bench_id} already exists"  # a retried triage job
+        bench = BenchRecord(
+            bench_id=bench_id,
+            installation_id=self.task.installation_id,
+            spec=spec,
+            explore=explore,
+            issue=self.task.issue,
+            requested_by=self.task.sender,
+            open_prs=request.open_prs,
+        )
+        store.save(bench)
+        show_status(self.forge, store, bench)
+        store.save(bench)
+        self.queue.enqueue_bench(bench_id)
+        return f"bench {bench_id} queued"
+
     def evaluate(self, config: RepoConfig) -> str:
         assert isinstance(self.task.request, EvaluateRequest)
         registry = self.registry(config)
@@ -275,6 +325,7 @@ _HANDLERS: dict[CommandName, Callable[[Triage, RepoConfig], str]] = {
     CommandName.MODELS: Triage.models,
     CommandName.STATUS: Triage.status,
     CommandName.CANCEL: Triage.cancel,
+    CommandName.BENCH: Triage.bench,
     CommandName.EVALUATE: Triage.evaluate,
     CommandName.RETRY: Triage.retry,
     CommandName.APPROVE: Triage.approve,

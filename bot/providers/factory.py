@@ -23,13 +23,18 @@ BUNDLED_SCRIPTS = "bot.providers.scripts"
 
 
 def build_provider(
-    spec: ModelSpec, settings: Settings, limits: CallLimits | None = None, node: str | None = None
+    spec: ModelSpec,
+    settings: Settings,
+    limits: CallLimits | None = None,
+    node: str | None = None,
+    variant: str | None = None,
 ) -> ModelProvider:
-    """`node`: for scripted models, the script `<model>-<node>` is preferred, so one scripted model can
-    play several workflow nodes (explore, plan, implement…) with a script each."""
+    """`node`, `variant`: for scripted models, the most specific script wins —
+    `<model>-<node>-<variant>`, then `<model>-<node>`, then `<model>` — so one scripted model can play
+    several workflow nodes, and differ per pairing in a scripted benchmark."""
     limits = limits or CallLimits()
     if spec.provider is Provider.SCRIPTED:
-        script = _node_script(spec.model, node, settings.archon_scripts_dir)
+        script = _node_script(spec.model, node, variant, settings.archon_scripts_dir)
         return ScriptedProvider.from_file(script)
     if spec.provider is Provider.ANTHROPIC:
         key = _key(settings.anthropic_api_key, "ANTHROPIC_API_KEY", spec)
@@ -58,10 +63,12 @@ def _key(secret: object, variable: str, spec: ModelSpec) -> str:
     return value
 
 
-def _node_script(model: str, node: str | None, scripts_dir: Path | None) -> Path:
-    if node is not None:
+def _node_script(model: str, node: str | None, variant: str | None, scripts_dir: Path | None) -> Path:
+    names = [f"{model}-{node}-{variant}"] if node and variant else []
+    names += [f"{model}-{node}"] if node else []
+    for name in names:
         try:
-            return find_script(f"{model}-{node}", scripts_dir)
+            return find_script(name, scripts_dir)
         except ConfigurationError:
             pass
     return find_script(model, scripts_dir)
@@ -89,6 +96,7 @@ def build_chain(
     settings: Settings,
     limits: CallLimits | None = None,
     node: str | None = None,
+    variant: str | None = None,
 ) -> list[ModelSlot]:
     """The alias's model followed by its fallbacks (`ARCHON_FALLBACKS`), each built once."""
     aliases = _unique([alias, *settings.fallbacks().get(alias, [])])
@@ -98,7 +106,7 @@ def build_chain(
         if spec is None:
             raise ConfigurationError(f"ARCHON_FALLBACKS names `{name}`, which is not a model alias here")
         try:
-            slots.append(ModelSlot(build_provider(spec, settings, limits, node), spec))
+            slots.append(ModelSlot(build_provider(spec, settings, limits, node, variant), spec))
         except ConfigurationError as error:
             if position == 0:
                 raise

@@ -73,6 +73,8 @@ class RunServices:
     secrets: Sequence[str] = ()
     evaluate: Callable[[RunRecord, dict[str, Any], NodeRun], dict[str, Any]] | None = None
     push: bool = True  # `archon-bot run` keeps the branch local and writes the diff to its folder
+    #: Exceptions that stop the whole job rather than fail a node (a job timeout from the queue).
+    interrupts: tuple[type[BaseException], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ class Engine:
                 index = self._after(node, state, index)
             except NodeFailedError as error:
                 return self._failed(state, str(error))
+            except self.services.interrupts:
+                raise
             except Exception as error:  # a bug or an outage: the node fails visibly, the run stops
                 log.exception("node %s of run %s crashed", node.id, self.record.run_id)
                 return self._failed(state, f"{type(error).__name__}: {' '.join(str(error).split())}"[:300])
@@ -310,6 +314,8 @@ class Engine:
         return {"sha": worktree.head()}
 
     def _open_pr(self, node: BuiltinNode, context: dict[str, Any]) -> dict[str, Any]:
+        if not self.record.open_pr:
+            return {"url": "", "number": 0}  # a benchmark cell: the pushed branch is the result
         inputs = context["inputs"]
         title = pull_request_title(self.record)
         body = pull_request_body(self.record, str(inputs.get("review") or ""), self.services.worktree.diff())

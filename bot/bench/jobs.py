@@ -1,0 +1,282 @@
+"""The benchmark's RQ jobs: start (explore each issue once, estimate, fan out), one job per cell, and an
+aggregation job that RQ runs once every cell has finished or failed (a dependency that allows failure).
+
+Cells run in parallel across run workers and machines; each has its own worktree and pushed branch.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq import Callback, Queue, get_current_job
+from rq.job import Dependency, Job
+
+from bot.bench.orchestrate import (
+    BENCH_KIND,
+    BenchRecord,
+    BenchStore,
+    CellRef,
+    Exploration,
+    aggregate,
+    cell_config,
+    cell_record,
+    cell_result,
+    estimate_usd,
+    render_status,
+    write_report,
+)
+from bot.bench.report import bench_markdown
+from bot.bench.results import CellKey
+from bot.github.auth import installation_client
+from bot.github.forge import RepoForge
+from bot.providers.registry import ModelRegistry, load_registry
+from bot.queue import RUNS_QUEUE
+from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.runconfig import DEFAULT_WORKFLOW
+from bot.runner import execute, run_on_github
+from bot.runs import IssueInfo, RunRecord, RunState, RunStore, now
+from bot.settings import Settings, load_settings
+from bot.workflow.schema import REPO_DIR, load_workflows
+from bot.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class SilentPublisher:
+    """Cells publish nothing on the issue while they run (a matrix would flood it): plans stay in the
+    record, pull requests only when asked, progress only in Redis."""
+
+    def __init__(self, forge: RepoForge, store: RunStore) -> None:
+        self.forge, self.store = forge, store
+
+    def post_plan(self, record: RunRecord, text: str) -> str:
+        return ""
+
+    def open_pr(self, record: RunRecord, title: str, body: str) -> tuple[int | None, str]:
+        assert record.branch and record.default_branch
+        posted = self.forge.open_draft_pull(record.branch, record.default_branch, title, body, record.run_id)
+        return posted.id, posted.html_url
+
+    def post_review(self, record: RunRecord, body: str, comments: list[dict]) -> str:
+        if record.pr_number is None:
+            return ""
+        self.forge.post_review(record.pr_number, body, key=record.run_id, comments=comments)
+        return record.pr_url or ""
+
+    def progress(self, record: RunRecord) -> None:
+        self.store.save(record)
+
+
+def _context(bench: BenchRecord) -> tuple[Settings, RepoForge, Any]:
+    settings = load_settings()
+    github, token = installation_client(settings, bench.installation_id)
+    return settings, RepoForge(github, bench.spec.repo), token
+
+
+def _registry(settings: Settings, forge: RepoForge) -> tuple[RepoConfig, ModelRegistry]:
+    config = parse_repo_config(forge.read_file(CONFIG_PATH))
+    return config, load_registry(settings.archon_models_file).with_overrides(config.models)
+
+
+def show_status(forge: RepoForge, store: BenchStore, bench: BenchRecord) -> None:
+    body = render_status(bench, store.results(bench.bench_id))
+    posted = forge.upsert_comment(bench.issue, BENCH_KIND, f"{bench.bench_id}-status", body)
+    bench.status_comment_id = posted.id
+
+
+# --- start: explore once per issue, estimate, fan out -----------------------------------------------
+
+
+def bench_start(bench_id: str) -> str:
+    connection = get_current_job().connection
+    store = BenchStore(connection)
+    bench = _load(store, bench_id)
+    settings, forge, token = _context(bench)
+    config, registry = _registry(settings, forge)
+    bench.state = "exploring"
+    show_status(forge, store, bench)
+    store.save(bench)
+    workflow = load_workflows(forge.read_dir(REPO_DIR))[DEFAULT_WORKFLOW]
+    for issue in bench.spec.issues:
+        bench.explorations[issue] = explore_issue(bench, issue, settings, forge, RunStore(connection), token)
+    bench.estimate_usd = estimate_usd(bench, registry)
+    bench.cap_usd = config.budgets.bench_max_usd or settings.archon_bench_max_usd
+    if bench.estimate_usd > bench.cap_usd:
+        bench.state, bench.finished_at = "failed", now()
+        bench.error = (
+            f"the estimated cost, USD {bench.estimate_usd:.2f}, is above the cap of USD "
+            f"{bench.cap_usd:.2f}. Narrow the matrix (fewer models, issues or repeats) or raise "
+            "`budgets.bench_max_usd` in .github/archon.yml."
+        )
+        show_status(forge, store, bench)
+        store.save(bench)
+        return f"bench {bench_id} refused: over budget"
+    _fan_out(bench, workflow.name, registry, settings, connection)
+    bench.state = "running"
+    show_status(forge, store, bench)
+    store.save(bench)
+    return f"bench {bench_id}: {len(bench.cells)} cells queued"
+
+
+def explore_issue(
+    bench: BenchRecord, issue: int, settings: Settings, forge: RepoForge, runs: RunStore, token: Any
+) -> Exploration:
+    """The exploration node of fix-issue, once, for every cell of this issue."""
+    config, registry = _registry(settings, forge)
+    workflow = load_workflows(forge.read_dir(REPO_DIR))[DEFAULT_WORKFLOW]
+    explore_only = workflow.model_copy(update={"nodes": (workflow.node("explore"),)})
+    key = CellKey(issue=issue, plan=bench.spec.plan[0], impl=bench.spec.impl[0])
+    record = RunRecord(
+        run_id=f"{bench.bench_id}x{issue}",
+        job_id="explore",
+        installation_id=bench.installation_id,
+        config=cell_config(bench, key, registry, DEFAULT_WORKFLOW),
+        requested_by=bench.requested_by,
+        trigger=f"benchmark `{bench.bench_id}`",
+        bench_id=bench.bench_id,
+        open_pr=False,
+    )
+    title, body, url = forge.issue(issue)
+    record.issue = IssueInfo(number=issue, title=title, body=body, url=url)
+    record.default_branch = forge.default_branch()
+    record.branch = f"archon/bench-{bench.bench_id}-explore-{issue}"
+    workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
+    worktree = workspace.prepare(bench.spec.repo, record.run_id, record.branch, token=token(), resume=False)
+    outcome = execute(
+        explore_only,
+        record,
+        SilentPublisher(forge, runs),
+        workspace,
+        worktree,
+        config,
+        registry,
+        settings,
+        token,
+    )
+    node = record.nodes["explore"]
+    if outcome.state is not RunState.DONE:
+        raise RuntimeError(f"exploring #{issue} failed: {node.error or outcome.summary}")
+    return Exploration(
+        issue=issue,
+        text=node.outputs["text"],
+        usage=node.usage,
+        cost_usd=node.cost_usd,
+        model=node.answered_by or bench.explore,
+    )
+
+
+def _fan_out(
+    bench: BenchRecord, workflow: str, registry: ModelRegistry, settings: Settings, connection: Any
+) -> None:
+    queue, runs = Queue(RUNS_QUEUE, connection=connection), RunStore(connection)
+    jobs = []
+    for index, key in enumerate(bench.spec.cells(), start=1):
+        ref = CellRef(key=key, run_id=f"{bench.bench_id}c{index}", job_id=f"bench-{bench.bench_id}-c{index}")
+        record = cell_record(bench, ref, cell_config(bench, key, registry, workflow))
+        runs.save(record)
+        bench.cells.append(ref)
+        jobs.append(
+            queue.enqueue_call(
+                "bot.bench.jobs.bench_cell",
+                args=(bench.bench_id, ref.run_id),
+                job_id=ref.job_id,
+                timeout=settings.archon_run_timeout,
+                result_ttl=7 * 24 * 3600,
+                failure_ttl=30 * 24 * 3600,
+                on_failure=Callback("bot.bench.jobs.bench_cell_failed"),
+                meta={"run_id": ref.run_id},
+                description=f"bench {bench.bench_id} cell {index}",
+            )
+        )
+    BenchStore(connection).save(bench)
+    queue.enqueue_call(
+        "bot.bench.jobs.bench_aggregate",
+        args=(bench.bench_id,),
+        job_id=f"bench-{bench.bench_id}-report",
+        depends_on=Dependency(jobs=jobs, allow_failure=True),
+        timeout=600,
+        result_ttl=7 * 24 * 3600,
+        description=f"bench {bench.bench_id} report",
+    )
+
+
+# --- cells ------------------------------------------------------------------------------------------
+
+
+def bench_cell(bench_id: str, run_id: str) -> str:
+    connection = get_current_job().connection
+    store, runs = BenchStore(connection), RunStore(connection)
+    bench = _load(store, bench_id)
+    record = runs.load(run_id)
+    assert record is not None, f"cell {run_id} has no run record"
+    settings, forge, token = _context(bench)
+    record.state, record.started_at = RunState.RUNNING, now()
+    runs.save(record)
+    outcome = run_on_github(record, settings, forge, runs, token, publisher=SilentPublisher(forge, runs))
+    record.state, record.summary, record.finished_at = outcome.state, outcome.summary, now()
+    record.error = outcome.summary if outcome.state is RunState.FAILED else None
+    runs.save(record)
+    ref = next(ref for ref in bench.cells if ref.run_id == run_id)
+    store.save_result(bench_id, run_id, cell_result(ref.key, record))
+    show_status(forge, store, bench)
+    return f"cell {run_id} {outcome.state}"
+
+
+def bench_cell_failed(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
+    """A crashed or hung cell is a failed row with its reason, never a missing one."""
+    bench_id, run_id = job.args
+    store = BenchStore(connection)
+    bench = _load(store, bench_id)
+    record = RunStore(connection).load(run_id)
+    reason = _reason(exc_type, value, job)
+    ref = next(ref for ref in bench.cells if ref.run_id == run_id)
+    store.save_result(bench_id, run_id, cell_result(ref.key, record, reason))
+    _, forge, _ = _context(bench)
+    show_status(forge, store, bench)
+
+
+def _reason(exc_type: type, value: BaseException, job: Job) -> str:
+    name = exc_type.__name__ if exc_type else "Error"
+    if name == "JobTimeoutException":
+        return f"timed out after {job.timeout}s (hung or too slow) and was stopped"
+    if name == "AbandonedJobError":
+        return "its worker stopped (killed or its machine went away)"
+    return f"{name}: {' '.join(str(value).split())}"[:300]
+
+
+# --- the report --------------------------------------------------------------------------------------
+
+
+def bench_aggregate(bench_id: str) -> str:
+    connection = get_current_job().connection
+    store = BenchStore(connection)
+    bench = _load(store, bench_id)
+    settings, forge, _ = _context(bench)
+    summary, rows = aggregate(bench, store.results(bench_id))
+    folder = settings.archon_data_dir / "bench" / bench_id
+    write_report(summary, rows, folder)
+    forge.upsert_comment(bench.issue, BENCH_KIND, f"{bench_id}-report", bench_markdown(summary))
+    bench.state, bench.finished_at, bench.report_dir = "done", now(), str(folder)
+    show_status(forge, store, bench)
+    store.save(bench)
+    return f"bench {bench_id} reported: {len(rows)} cells"
+
+
+def _load(store: BenchStore, bench_id: str) -> BenchRecord:
+    bench = store.load(bench_id)
+    if bench is None:
+        raise LookupError(f"benchmark {bench_id} has no record in Redis")
+    return bench
+
+
+def on_bench_start_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
+    store = BenchStore(connection)
+    bench = _load(store, job.args[0])
+    bench.state, bench.finished_at = "failed", now()
+    bench.error = (
+        f"{_reason(exc_type, value, job)}. Apply `archon:bench` again or repeat the command to retry."
+    )
+    _, forge, _ = _context(bench)
+    show_status(forge, store, bench)
+    store.save(bench)
