@@ -226,3 +226,36 @@ def test_real_sdks_against_fake_model_servers(tmp_path: Path) -> None:
         assert {r.body["model"] for r in kimi.requests} == {"kimi-k2.6"}
         assert claude.requests[4].body["thinking"]["type"] == "enabled"  # the plan thinks; the judge need not
         assert all("temperature" not in r.body for r in kimi.requests)
+
+
+def test_benchmark_through_separate_worker_processes(tmp_path: Path) -> None:
+    """archon:bench → web → Redis → two run workers in parallel → the report comment and files."""
+    from tests.test_bench_run import TOTALS, judge_script
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    bundled = Path(str(__import__("importlib").resources.files("bot.providers.scripts")))
+    for source, target in (
+        ("demo-opus-plan", "demo-kimi-plan"),
+        ("demo-kimi-implement", "demo-opus-implement"),
+        ("demo-kimi-self-review", "demo-opus-self-review"),
+    ):
+        (scripts / f"{target}.jsonl").write_text((bundled / f"{source}.jsonl").read_text())
+    for (plan, impl), total in TOTALS.items():
+        (scripts / f"demo-opus-evaluate-{plan}-{impl}.jsonl").write_text(judge_script(total))
+    env = {"ARCHON_SCRIPTS_DIR": str(scripts)}
+    with LocalStack(openapi=OPENAPI, run_workers=2, extra_env=env) as stack:
+        stack.add_sample_repo(REPO, installation=INSTALLATION_ID, collaborators={"maintainer": "write"})
+        assert stack.deliver("issues", labeled("archon:bench", sender="maintainer")).status_code == 202
+        gh = stack.github
+        try:
+            report = gh.wait_for(
+                lambda: next((c for c in gh.comments(REPO, 1) if "-report -->" in c["body"]), None),
+                timeout=120,
+            )
+        finally:
+            print(stack.logs())
+        assert gh.violations == []
+        assert "Plan with opus, implement with kimi (OK): 97% of OO's score" in report["body"]
+        reports = list((stack.data_dir / "data" / "bench").glob("*/bench.json"))
+        assert len(reports) == 1
