@@ -7,6 +7,7 @@
 | labels   | create the bot's labels in a repository (never deletes or renames) |
 | run      | the workflow on a local checkout or git URL, results in a folder (your own keys) |
 | evaluate | the seven-dimension review of a local change (base...head) |
+| bench    | the plan × implement matrix on a local checkout, report in a folder |
 | demo     | the whole flow on local fakes and scripted models: no keys, no network |
 """
 
@@ -64,6 +65,22 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--eval", default="", metavar="M[,M]", help="judge model(s); several make a panel")
     evaluate.add_argument("--plan-file", type=Path, help="the plan the change followed (scores fidelity)")
     evaluate.add_argument("--out", type=Path, default=Path("archon-evaluation"))
+
+    bench = sub.add_parser("bench", help="the plan × implement matrix on a local checkout or git URL")
+    bench.add_argument("--repo", required=True, metavar="PATH_OR_URL")
+    bench.add_argument(
+        "--issue-files",
+        required=True,
+        metavar="FILE[,FILE]",
+        help="markdown issues (title on the first line), numbered 1, 2, … in the report",
+    )
+    bench.add_argument("--plan", default="opus,kimi", metavar="M[,M]")
+    bench.add_argument("--impl", default="opus,kimi", metavar="M[,M]")
+    bench.add_argument("--repeat", type=int, default=1)
+    bench.add_argument("--eval", default="", metavar="M[,M]", help="the fixed judge(s)")
+    bench.add_argument("--explore", help="the exploration model (one exploration per issue)")
+    bench.add_argument("--max-usd", type=float, help="refuse when the estimate is above this")
+    bench.add_argument("--out", type=Path, default=Path("archon-bench"))
 
     sub.add_parser("demo", help="the whole flow on local fakes and scripted models (no keys, no network)")
     return parser
@@ -133,6 +150,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     return evaluate_local(args.repo, args.base, args.head, judges, args.plan_file, args.out, load_settings())
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from bot.bench.local import LocalBench, bench_local
+
+    def aliases(text: str) -> list[str]:
+        return [alias.strip() for alias in text.split(",") if alias.strip()]
+
+    request = LocalBench(
+        repo=args.repo,
+        issue_files=[Path(p) for p in aliases(args.issue_files)],
+        plan=aliases(args.plan),
+        impl=aliases(args.impl),
+        repeat=args.repeat,
+        judge=aliases(args.eval),
+        explore=args.explore,
+        out=args.out,
+        max_usd=args.max_usd,
+    )
+    return bench_local(request, load_settings())
+
+
 def _demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo
 
@@ -145,6 +182,7 @@ _COMMANDS = {
     "labels": _labels,
     "run": _run,
     "evaluate": _evaluate,
+    "bench": _bench,
     "demo": _demo,
 }
 

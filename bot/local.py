@@ -18,18 +18,18 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bot.providers.registry import load_registry
+from bot.providers.registry import ModelRegistry, load_registry
 from bot.publish import FolderPublisher
-from bot.repo_config import CONFIG_PATH, parse_repo_config
+from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
 from bot.runconfig import resolve_run
 from bot.runner import base_limits, branch_name, chain_factory, make_evaluator
-from bot.runs import IssueInfo, NodeRun, RunRecord, RunState
+from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, now
 from bot.settings import ConfigurationError, Settings
 from bot.triggers import Role, RunRequest
-from bot.workflow.engine import Engine, RunServices
-from bot.workflow.schema import REPO_DIR, load_workflows
+from bot.workflow.engine import Engine, Outcome, RunServices
+from bot.workflow.schema import REPO_DIR, Workflow, load_workflows
 from bot.workflow.validation import detect_commands
-from bot.workspace import Workspace
+from bot.workspace import Workspace, Worktree
 
 
 @dataclass(frozen=True)
@@ -80,33 +80,87 @@ def _issue(request: LocalRequest, settings: Settings) -> IssueInfo:
     return IssueInfo(number=request.issue, title=title, body=body, url=url)
 
 
-def run_local(request: LocalRequest, settings: Settings, console: Console | None = None) -> int:
-    console = console or Console()
-    issue = _issue(request, settings)
-    name = _repo_name(request.repo)
-    run_id = "l" + hashlib.sha256(f"{request.repo}{issue.title}{time.time()}".encode()).hexdigest()[:10]
-    folder = (request.out / run_id).resolve()
+@dataclass
+class LocalRepo:
+    """A local checkout or git URL, mirrored, with its configuration read from the default branch."""
+
+    name: str
+    workspace: Workspace
+    mirror: Path
+    config: RepoConfig
+    registry: ModelRegistry
+    defaults: dict[Role, str]
+    workflows: dict[str, Workflow]
+    default_branch: str
+
+
+def open_repo(repo: str, settings: Settings) -> LocalRepo:
+    name = _repo_name(repo)
     workspace = Workspace(
-        settings.archon_data_dir / "git", settings.github_git_url, remotes={name: _remote(request.repo)}
+        settings.archon_data_dir / "git", settings.github_git_url, remotes={name: _remote(repo)}
     )
-    console.print(f"Run [bold]{run_id}[/] on {request.repo}: {issue.title}")
     mirror = workspace.sync(name, token=None)
     config = parse_repo_config(_show(mirror, CONFIG_PATH))
     registry = load_registry(settings.archon_models_file).with_overrides(config.models)
     defaults = {Role(k): v for k, v in settings.default_models().items()} | dict(config.defaults)
+    workflows = load_workflows(_show_dir(mirror, REPO_DIR))
+    return LocalRepo(name, workspace, mirror, config, registry, defaults, workflows, _default_branch(mirror))
+
+
+def run_record(
+    local: LocalRepo,
+    record: RunRecord,
+    workflow: Workflow,
+    folder: Path,
+    settings: Settings,
+    console: Console,
+) -> tuple[Outcome, Worktree]:
+    """Run one record's workflow on a fresh local worktree; results under `folder`. Nothing is pushed."""
+    record.branch = record.branch or branch_name(record)
+    record.default_branch = local.default_branch
+    worktree = local.workspace.prepare(local.name, record.run_id, record.branch, token=None, resume=False)
+    publisher = FolderPublisher(folder, on_progress=_printer(console))
+    commands = list(local.config.validate_commands) or detect_commands(worktree.path)
+    services = RunServices(
+        publisher=publisher,
+        worktree=worktree,
+        chain_for=chain_factory(record, local.registry, settings),
+        validate_commands=commands,
+        run_dir=folder,
+        base_limits=base_limits(local.config),
+        push=False,
+        evaluate=make_evaluator(record, local.registry, settings, worktree, publisher, commands, []),
+    )
+    outcome = Engine(workflow, record, services).run()
+    record.state, record.summary, record.finished_at = outcome.state, outcome.summary, now()
+    publisher.progress(record)
+    (folder / "changes.diff").write_text(worktree.diff())
+    (folder / "ledger.json").write_text(json.dumps(_ledger(record), indent=2) + "\n")
+    worktree.release()
+    return outcome, worktree
+
+
+def _new_id(prefix: str, *parts: object) -> str:
+    return prefix + hashlib.sha256("".join(map(str, (*parts, time.time()))).encode()).hexdigest()[:10]
+
+
+def run_local(request: LocalRequest, settings: Settings, console: Console | None = None) -> int:
+    console = console or Console()
+    issue = _issue(request, settings)
+    local = open_repo(request.repo, settings)
+    run_id = _new_id("l", request.repo, issue.title)
+    console.print(f"Run [bold]{run_id}[/] on {request.repo}: {issue.title}")
     run_config = resolve_run(
         RunRequest(models=request.models, workflow=request.workflow),
-        repo=name,
+        repo=local.name,
         issue=issue.number,
-        registry=registry,
-        defaults=defaults,
+        registry=local.registry,
+        defaults=local.defaults,
         gate="none",
     )
-    workflows = load_workflows(_show_dir(mirror, REPO_DIR))
-    if run_config.workflow not in workflows:
-        raise ConfigurationError(
-            f"no workflow `{run_config.workflow}`; available: {', '.join(sorted(workflows))}"
-        )
+    if run_config.workflow not in local.workflows:
+        names = ", ".join(sorted(local.workflows))
+        raise ConfigurationError(f"no workflow `{run_config.workflow}`; available: {names}")
     record = RunRecord(
         run_id=run_id,
         job_id="local",
@@ -116,28 +170,12 @@ def run_local(request: LocalRequest, settings: Settings, console: Console | None
         trigger="`archon-bot run`",
         issue=issue,
         state=RunState.RUNNING,
+        started_at=now(),
     )
-    record.branch = branch_name(record)
-    worktree = workspace.prepare(name, run_id, record.branch, token=None, resume=False)
-    record.default_branch = _default_branch(mirror)
-    publisher = FolderPublisher(folder, on_progress=_printer(console))
-    commands = list(config.validate_commands) or detect_commands(worktree.path)
-    services = RunServices(
-        publisher=publisher,
-        worktree=worktree,
-        chain_for=chain_factory(record, registry, settings),
-        validate_commands=commands,
-        run_dir=folder,
-        base_limits=base_limits(config),
-        push=False,
-        evaluate=make_evaluator(record, registry, settings, worktree, publisher, commands, []),
+    folder = (request.out / run_id).resolve()
+    outcome, worktree = run_record(
+        local, record, local.workflows[run_config.workflow], folder, settings, console
     )
-    outcome = Engine(workflows[run_config.workflow], record, services).run()
-    record.state, record.summary = outcome.state, outcome.summary
-    services.publisher.progress(record)
-    (folder / "changes.diff").write_text(worktree.diff())
-    (folder / "ledger.json").write_text(json.dumps(_ledger(record), indent=2) + "\n")
-    worktree.release()
     console.print(f"[bold]{outcome.state}[/]: {outcome.summary}")
     console.print(f"Results in {folder}; the branch `{record.branch}` is checked out in {worktree.path}.")
     return 0 if outcome.state is RunState.DONE else 1

@@ -7,6 +7,7 @@ failure for debugging (`ARCHON_KEEP_FAILED_HOURS`), then cleaned by the next run
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +37,8 @@ def branch_name(record: RunRecord) -> str:
     """`archon/issue-<n>-<plan>-<impl>-<short id>`: readable, and unique per run."""
     models = record.config.models
     plan, impl = (models[role].alias for role in ("plan", "impl"))  # type: ignore[index]
-    return f"archon/issue-{record.config.issue}-{plan}-{impl}-{record.run_id[1:7]}"
+    short = hashlib.sha256(record.run_id.encode()).hexdigest()[:6]  # benchmark cells share a prefix
+    return f"archon/issue-{record.config.issue}-{plan}-{impl}-{short}"
 
 
 def _variant(record: RunRecord) -> str:

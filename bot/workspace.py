@@ -340,9 +340,12 @@ class Workspace:
         try:
             self._discard(path, keep_lock=True)
             mirror = self.sync(repo, token=token)
-            start, base_sha, resumed = self._start(mirror, repo, branch, base, resume)
-            args = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), start]
-            _run(args, cwd=mirror)
+            # Worktree registrations live in the mirror: adding one while another process fetches (or
+            # removes one) makes git read a half-written `worktrees/<id>/HEAD`. The mirror lock orders them.
+            with _locked(mirror.with_suffix(".lock")):
+                start, base_sha, resumed = self._start(mirror, repo, branch, base, resume)
+                args = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), start]
+                _run(args, cwd=mirror)
         except BaseException:
             lock.close()
             raise
@@ -436,15 +439,18 @@ class Workspace:
         """Remove the worktree at `path` (if any), its registration, local branch and markers. The caller
         holds the run lock; unless it keeps using it, the lock file is unlinked before the lock is let go."""
         registration = _registration(path)
-        if registration is not None:
+        if registration is None:
+            if path.exists() or path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+        else:
             mirror, checked_out = registration
-            _run(["worktree", "remove", "--force", "--force", str(path)], cwd=mirror, check=False)
-        if path.exists() or path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        if registration is not None:
-            _run(["worktree", "prune"], cwd=mirror, check=False)
-            for name in {branch, checked_out} - {None}:
-                _run(["branch", "-D", str(name)], cwd=mirror, check=False)
+            with _locked(mirror.with_suffix(".lock")):  # see `prepare`
+                _run(["worktree", "remove", "--force", "--force", str(path)], cwd=mirror, check=False)
+                if path.exists() or path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                _run(["worktree", "prune"], cwd=mirror, check=False)
+                for name in {branch, checked_out} - {None}:
+                    _run(["branch", "-D", str(name)], cwd=mirror, check=False)
         for suffix in (".failed",) if keep_lock else (".failed", ".lock"):
             self._marker(path.name, suffix).unlink(missing_ok=True)
 

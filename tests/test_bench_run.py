@@ -109,3 +109,34 @@ def test_unknown_models_in_the_matrix_start_nothing(github, redis_conn, remote) 
     command(github, redis_conn, "/archon bench plan=opus,nope")
     [reply] = [c["body"] for c in bot_comments(github)]
     assert "`nope` is not a model alias here" in reply
+
+
+def test_archon_bot_bench_on_a_local_repository(tmp_path: Path, scripts, monkeypatch, capsys) -> None:
+    from bot import sample_repo
+    from bot.cli import main
+
+    bare = sample_repo.create_bare_remote(tmp_path / "remotes", "octo/sample")
+    issue = tmp_path / "issue.md"
+    issue.write_text(f"# {sample_repo.ISSUE_TITLE}\n\n{sample_repo.ISSUE_BODY}\n")
+    monkeypatch.setenv("ARCHON_ENV_FILE", "")
+    monkeypatch.setenv("ARCHON_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ARCHON_MODELS_FILE", str(sample_repo.write_models_file(tmp_path / "models.yml")))
+    code = main(["bench", "--repo", str(bare), "--issue-files", str(issue), "--out", str(tmp_path / "out")])
+    output = capsys.readouterr().out
+    assert code == 0, output
+    [folder] = (tmp_path / "out").iterdir()
+    data = json.loads((folder / "bench.json").read_text())
+    totals = {(p["plan"], p["impl"]): p["total"]["mean"] for p in data["summary"]["pairings"]}
+    assert totals == {pair: float(total) for pair, total in TOTALS.items()}
+    assert "97% of OO's score" in output
+    assert len(list((folder / "cells").iterdir())) == 4
+
+
+def test_prs_on_request_and_repeats(github, redis_conn, remote, scripts) -> None:
+    command(github, redis_conn, "/archon bench plan=opus impl=kimi repeat=2 prs=yes")
+    work(redis_conn, RUNS)
+    pulls = github.pulls(REPO)
+    assert len(pulls) == 2 and all(p["draft"] for p in pulls)
+    assert all(github.reviews(REPO, p["number"]) for p in pulls)  # each cell's evaluation, as a review
+    [report] = [c for c in bot_comments(github) if "-report -->" in c["body"]]
+    assert "62 ± 0" in report["body"] or "62.0 ± 0.0" in report["body"]

@@ -75,26 +75,35 @@ def judge_change(
 def validate_at(
     repo_dir: Path, commit: str, commands: Sequence[str], secrets: Sequence[str] = ()
 ) -> bool | None:
-    """Run the validation commands on `commit` in a throwaway detached worktree (the "before" signal).
+    """Run the validation commands on `commit` in a throwaway checkout (the "before" signal).
 
-    None when there are no commands. The worktree is removed whatever happens.
+    A `--shared` clone, not a worktree: it registers nothing in the repository (a mirror other runs are
+    fetching into), and borrows its objects instead of copying them. None when there are no commands.
     """
     if not commands:
         return None
+    sha = subprocess.run(
+        ["git", "-C", str(repo_dir), "rev-parse", "--verify", f"{commit}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     scratch = Path(tempfile.mkdtemp(prefix="archon-before-"))
     checkout = scratch / "tree"
     try:
         subprocess.run(
-            ["git", "-C", str(repo_dir), "worktree", "add", "--detach", "--quiet", str(checkout), commit],
+            ["git", "clone", "--quiet", "--shared", "--no-checkout", str(repo_dir), str(checkout)],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            ["git", "-C", str(checkout), "checkout", "--quiet", "--detach", sha],
             check=True,
             capture_output=True,
         )
         box = Toolbox(checkout, (), secrets=secrets)
         return all(box.execute(command, VALIDATE_TIMEOUT_S).ok for command in commands)
     finally:
-        subprocess.run(
-            ["git", "-C", str(repo_dir), "worktree", "remove", "--force", str(checkout)], capture_output=True
-        )
         shutil.rmtree(scratch, ignore_errors=True)
 
 
