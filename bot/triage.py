@@ -196,7 +196,7 @@ class Triage:
         return self.reply("runs on this issue:\n\n" + render_runs_table(self._runs()))
 
     def cancel(self, config: RepoConfig) -> str:
-        cancelled = []
+        cancelled = self._cancel_benches()
         for record in self._runs():
             if not (record.state.active or record.state is RunState.WAITING):
                 continue
@@ -210,7 +210,28 @@ class Triage:
         return self.reply("cancelled " + ", ".join(cancelled) + ".")
 
     def _runs(self) -> list[RunRecord]:
-        return self.store.for_issue(self.task.repo, self.task.issue)
+        """This issue's runs; benchmark cells are shown and handled through their benchmark."""
+        return [r for r in self.store.for_issue(self.task.repo, self.task.issue) if r.bench_id is None]
+
+    def _cancel_benches(self) -> list[str]:
+        """Stop the unfinished cells (and the start job) of benchmarks asked for on this issue."""
+        store, cancelled = BenchStore(self.queue.connection), []
+        for bench in store.for_issue(self.task.repo, self.task.issue):
+            if bench.state in ("done", "failed"):
+                continue
+            jobs = (
+                f"bench-{bench.bench_id}-start",
+                *(ref.job_id for ref in bench.cells),
+                f"bench-{bench.bench_id}-report",
+            )
+            for job_id in jobs:
+                self.queue.cancel(job_id)
+            bench.state, bench.finished_at = "failed", now()
+            bench.error = f"Cancelled by @{self.task.sender}; finished cells are kept in the records."
+            show_status(self.forge, store, bench)
+            store.save(bench)
+            cancelled.append(f"benchmark `{bench.bench_id}`")
+        return cancelled
 
     def _latest(self, *states: RunState) -> RunRecord | None:
         return next((r for r in reversed(self._runs()) if r.state in states), None)

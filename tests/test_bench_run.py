@@ -140,3 +140,14 @@ def test_prs_on_request_and_repeats(github, redis_conn, remote, scripts) -> None
     assert all(github.reviews(REPO, p["number"]) for p in pulls)  # each cell's evaluation, as a review
     [report] = [c for c in bot_comments(github) if "-report -->" in c["body"]]
     assert "62 ± 0" in report["body"] or "62.0 ± 0.0" in report["body"]
+
+
+def test_cancel_stops_a_benchmark_before_its_cells_run(github, redis_conn, remote, scripts) -> None:
+    command(github, redis_conn, "/archon bench")
+    command(github, redis_conn, "/archon cancel")
+    work(redis_conn, RUNS)
+    [status] = [c for c in bot_comments(github) if "-status -->" in c["body"]]
+    assert "❌ Failed." in status["body"] and "Cancelled by @maintainer" in status["body"]
+    replies = [c["body"] for c in bot_comments(github) if "archon-bot:reply:" in c["body"]]
+    assert any("cancelled benchmark `b" in r for r in replies)
+    assert not [c for c in bot_comments(github) if "-report -->" in c["body"]]

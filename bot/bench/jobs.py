@@ -252,6 +252,8 @@ def bench_aggregate(bench_id: str) -> str:
     connection = get_current_job().connection
     store = BenchStore(connection)
     bench = _load(store, bench_id)
+    if bench.state == "failed":
+        return f"bench {bench_id} was stopped: {bench.error}"
     settings, forge, _ = _context(bench)
     summary, rows = aggregate(bench, store.results(bench_id))
     folder = settings.archon_data_dir / "bench" / bench_id

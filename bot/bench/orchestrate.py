@@ -87,7 +87,17 @@ class BenchStore:
         self.redis = connection
 
     def save(self, bench: BenchRecord) -> None:
-        self.redis.set(f"archon:bench:{bench.bench_id}", bench.model_dump_json(), ex=RECORD_TTL)
+        index = f"archon:issue-benches:{bench.spec.repo}#{bench.issue}"
+        with self.redis.pipeline() as pipe:
+            pipe.set(f"archon:bench:{bench.bench_id}", bench.model_dump_json(), ex=RECORD_TTL)
+            pipe.zadd(index, {bench.bench_id: bench.created_at.timestamp()})
+            pipe.expire(index, RECORD_TTL)
+            pipe.execute()
+
+    def for_issue(self, repo: str, issue: int) -> list[BenchRecord]:
+        ids = self.redis.zrange(f"archon:issue-benches:{repo}#{issue}", 0, -1)
+        benches = (self.load(_text(i)) for i in ids)
+        return [b for b in benches if b is not None]
 
     def load(self, bench_id: str) -> BenchRecord | None:
         raw = self.redis.get(f"archon:bench:{bench_id}")
