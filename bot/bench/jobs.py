@@ -100,6 +100,8 @@ def bench_start(bench_id: str) -> str:
     workflow = load_workflows(forge.read_dir(REPO_DIR))[DEFAULT_WORKFLOW]
     for issue in bench.spec.issues:
         bench.explorations[issue] = explore_issue(bench, issue, settings, forge, RunStore(connection), token)
+    if (latest := store.load(bench_id)) is not None and latest.state == "failed":
+        return f"bench {bench_id} was stopped while exploring"  # `/archon cancel` came in meanwhile
     bench.estimate_usd = estimate_usd(bench, registry)
     bench.cap_usd = config.budgets.bench_max_usd or settings.archon_bench_max_usd
     if bench.estimate_usd > bench.cap_usd:
@@ -208,6 +210,8 @@ def bench_cell(bench_id: str, run_id: str) -> str:
     connection = get_current_job().connection
     store, runs = BenchStore(connection), RunStore(connection)
     bench = _load(store, bench_id)
+    if bench.state == "failed":
+        return f"cell {run_id} skipped: the benchmark was stopped"
     record = runs.load(run_id)
     assert record is not None, f"cell {run_id} has no run record"
     settings, forge, token = _context(bench)
