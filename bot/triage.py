@@ -193,7 +193,12 @@ class Triage:
         return self.reply("models available here:\n\n" + "\n".join(rows) + f"\n\nDefaults: {defaults}.")
 
     def status(self, config: RepoConfig) -> str:
-        return self.reply("runs on this issue:\n\n" + render_runs_table(self._runs()))
+        text = "runs on this issue:\n\n" + render_runs_table(self._runs())
+        benches = BenchStore(self.queue.connection).for_issue(self.task.repo, self.task.issue)
+        if benches:
+            rows = [f"- benchmark `{b.bench_id}`: {b.state}, {len(b.spec.cells())} cells" for b in benches]
+            text += "\n\nBenchmarks:\n" + "\n".join(rows)
+        return self.reply(text)
 
     def cancel(self, config: RepoConfig) -> str:
         cancelled = self._cancel_benches()

@@ -151,3 +151,10 @@ def test_cancel_stops_a_benchmark_before_its_cells_run(github, redis_conn, remot
     replies = [c["body"] for c in bot_comments(github) if "archon-bot:reply:" in c["body"]]
     assert any("cancelled benchmark `b" in r for r in replies)
     assert not [c for c in bot_comments(github) if "-report -->" in c["body"]]
+
+
+def test_status_lists_benchmarks(github, redis_conn, remote, scripts) -> None:
+    command(github, redis_conn, "/archon bench plan=opus impl=kimi")
+    command(github, redis_conn, "/archon status", sender="reader")
+    replies = [c["body"] for c in bot_comments(github) if "archon-bot:reply:" in c["body"]]
+    assert any("benchmark `b" in r and "queued, 1 cells" in r for r in replies)
