@@ -196,7 +196,7 @@ class Triage:
         text = "runs on this issue:\n\n" + render_runs_table(self._runs())
         benches = BenchStore(self.queue.connection).for_issue(self.task.repo, self.task.issue)
         if benches:
-            rows = [f"- benchmark `{b.bench_id}`: {b.state}, {len(b.spec.cells())} cells" for b in benches]
+            rows = [f"- benchmark `{b.bench_id}`: {b.state}, {len(b.spec.cells())} cell(s)" for b in benches]
             text += "\n\nBenchmarks:\n" + "\n".join(rows)
         return self.reply(text)
 
