@@ -157,4 +157,4 @@ def test_status_lists_benchmarks(github, redis_conn, remote, scripts) -> None:
     command(github, redis_conn, "/archon bench plan=opus impl=kimi")
     command(github, redis_conn, "/archon status", sender="reader")
     replies = [c["body"] for c in bot_comments(github) if "archon-bot:reply:" in c["body"]]
-    assert any("benchmark `b" in r and "queued, 1 cells" in r for r in replies)
+    assert any("benchmark `b" in r and "queued, 1 cell(s)" in r for r in replies)
