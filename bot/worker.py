@@ -14,6 +14,8 @@ from bot.queue import RUNS_QUEUE, TRIAGE_QUEUE, connect
 from bot.settings import ConfigurationError, Settings
 from bot.supervisor import Supervisor
 
+MAINTENANCE_INTERVAL_S = 60
+
 
 def _redis_url(settings: Settings) -> str:
     if not settings.redis_url:
@@ -25,7 +27,9 @@ def run_worker(settings: Settings, queues: Sequence[str], burst: bool = False) -
     """One RQ worker in this process. Fails fast on missing App credentials."""
     settings.require_app_credentials()
     connection = connect(_redis_url(settings))
-    worker = Worker([Queue(name, connection=connection) for name in queues], connection=connection)
+    queues_ = [Queue(name, connection=connection) for name in queues]
+    # Registry maintenance is what notices a job whose worker died; RQ's default pass is every 10 min.
+    worker = Worker(queues_, connection=connection, maintenance_interval=MAINTENANCE_INTERVAL_S)
     worker.work(burst=burst, with_scheduler=True)
     return 0
 

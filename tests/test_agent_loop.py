@@ -210,3 +210,22 @@ def test_a_bad_script_names_its_line(tmp_path: Path) -> None:
     path.write_text('{"text": "ok"}\n{"txet": "typo"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:2"):
         load_script(path)
+
+
+def test_a_full_context_window_is_a_clean_stop(repo: Path) -> None:
+    small = ModelSpec(
+        provider=Provider.SCRIPTED, model="small", context_window=20_000, max_output_tokens=4_000
+    )
+    script = ScriptedProvider(
+        [
+            turn(
+                "",
+                ("list_dir", {}),
+                usage=Usage(input_tokens=9_000, cache_read_tokens=8_000, output_tokens=100),
+            ),
+            turn("never asked"),
+        ]
+    )
+    result = agent(repo, (script, small)).run("system", "task")
+    assert result.stop == "context_full" and "20,000-token context window" in result.stop_detail
+    assert len(script.requests) == 1

@@ -34,7 +34,9 @@ from bot.providers.types import (
 
 log = logging.getLogger(__name__)
 
-StopKind = Literal["completed", "max_turns", "token_budget", "cost_budget", "wall_clock", "provider_failed"]
+StopKind = Literal[
+    "completed", "max_turns", "token_budget", "cost_budget", "wall_clock", "context_full", "provider_failed"
+]
 
 
 class AgentLimits(BaseModel):
@@ -150,6 +152,23 @@ class Agent:
         elapsed = time.monotonic() - started
         if elapsed >= limits.max_wall_s:
             return "wall_clock", f"wall-clock budget of {limits.max_wall_s:.0f}s reached ({elapsed:.0f}s)"
+        return self._context_full()
+
+    def _context_full(self) -> tuple[StopKind, str] | None:
+        """Stop before a call the model could not take: the last prompt plus room for an answer already
+        fills the context window (the provider would answer 400, or truncate silently)."""
+        answered = [c for c in self.ledger.calls if c.error is None]
+        if not answered:
+            return None
+        usage = answered[-1].usage
+        prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens + usage.output_tokens
+        spec = self.slot.spec
+        room = self.limits.max_output_tokens or spec.max_output_tokens
+        if prompt + room > spec.context_window:
+            return "context_full", (
+                f"the conversation ({prompt:,} tokens) leaves no room for a {room:,}-token "
+                f"answer in {spec.model}'s {spec.context_window:,}-token context window"
+            )
         return None
 
     # --- model calls and the fallback chain ----------------------------------------------------
