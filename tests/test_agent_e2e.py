@@ -19,7 +19,7 @@ from bot.providers.openai_compat import OpenAICompatProvider
 from bot.providers.registry import DEFAULT_MODELS
 from bot.providers.types import CallLimits, ModelSlot, Reasoning
 
-FAST = CallLimits(timeout_s=20, stall_timeout_s=0.4, max_retries=2)
+FAST = CallLimits(timeout_s=30, stall_timeout_s=1.0, max_retries=2)  # hangs below last 3 s
 OPUS, KIMI, SONNET = DEFAULT_MODELS["opus"], DEFAULT_MODELS["kimi"], DEFAULT_MODELS["sonnet"]
 KEY = "sk-test-do-not-leak"
 
