@@ -444,3 +444,36 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def test_a_command_dies_with_the_process_that_started_it(tmp_path) -> None:
+    """A job killed mid-command (cancel, a dead worker) must not leave the command running."""
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "pid"
+    (tmp_path / "wt").mkdir()
+    starter = (
+        "from bot.agent.tools import Toolbox\n"
+        f"Toolbox({str(tmp_path / 'wt')!r}, ['run']).execute('echo $$ > {pidfile}; exec sleep 30', 60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", starter])
+    deadline = time.monotonic() + 10
+    while not (pidfile.exists() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    command_pid = int(pidfile.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{command_pid}").exists() and "Z" not in _state(command_pid):
+        assert time.monotonic() < deadline, "the command outlived its parent"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

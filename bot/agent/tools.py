@@ -13,6 +13,7 @@ Known secret values are redacted from every result, whichever tool produced it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -496,6 +497,8 @@ def _edit_file(box: Toolbox, args: EditFileArgs) -> str:
 
 # --- The shell.
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
 
 def _run(box: Toolbox, args: RunArgs) -> str:
     timeout = args.timeout_s or box.run_timeout_s
@@ -508,6 +511,17 @@ def _run(box: Toolbox, args: RunArgs) -> str:
     return f"{body}\nexit code: {code}"
 
 
+def _die_with_parent() -> None:
+    """Linux: the command gets SIGKILL if the thread that started it dies — a job stopped by
+    `/archon cancel` or a killed worker then leaves no command running until its own timeout. (Tools
+    run on the job's own thread, never on a short-lived helper thread, for this reason.)"""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the timeout and `_kill_group` still apply
+
+
 def _execute(box: Toolbox, command: str, timeout: int, home: str) -> tuple[bytes, bool, int]:
     """Run in a new session so the whole process group can be killed, stragglers included."""
     proc = subprocess.Popen(
@@ -518,6 +532,7 @@ def _execute(box: Toolbox, command: str, timeout: int, home: str) -> tuple[bytes
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     try:
         output, timed_out = _communicate(proc, timeout)
