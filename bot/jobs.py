@@ -20,10 +20,9 @@ from bot.github.auth import installation_client, installation_github
 from bot.github.forge import RepoForge
 from bot.labels import label_specs
 from bot.providers.factory import build_chain
-from bot.providers.registry import load_registry
 from bot.publish import GitHubPublisher
 from bot.queue import JobQueue
-from bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config
+from bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config, registry_for
 from bot.runner import run_on_github
 from bot.runs import NodeState, RunRecord, RunState, RunStore, now
 from bot.settings import load_settings
@@ -168,7 +167,7 @@ def evaluate_pull(envelope: dict[str, Any], judges: list[str]) -> str:
     record = _run_of_pull(get_current_job().connection, body)
     plan = str(record.nodes["plan"].outputs.get("text") or "") if record and "plan" in record.nodes else None
     config = parse_repo_config(forge.read_file(CONFIG_PATH))
-    registry = load_registry(settings.archon_models_file).with_overrides(config.models)
+    registry = registry_for(config, settings)
     slots = [(alias, build_chain(alias, registry, settings, node="evaluate")[0]) for alias in judges]
     verdict = judge_change(slots, title=title, body=body, diff=diff, plan=plan or None)
     forge.post_review(task.issue, verdict.body, key=f"eval-{task.delivery_id}", comments=verdict.comments)

@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from bot.providers.registry import ModelRegistry, load_registry
+from bot.providers.registry import ModelRegistry
 from bot.publish import FolderPublisher
-from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry_for, role_defaults
 from bot.runconfig import resolve_run
 from bot.runner import base_limits, branch_name, chain_factory, make_evaluator
 from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, now
@@ -101,8 +102,7 @@ def open_repo(repo: str, settings: Settings) -> LocalRepo:
     )
     mirror = workspace.sync(name, token=None)
     config = parse_repo_config(_show(mirror, CONFIG_PATH))
-    registry = load_registry(settings.archon_models_file).with_overrides(config.models)
-    defaults = {Role(k): v for k, v in settings.default_models().items()} | dict(config.defaults)
+    registry, defaults = registry_for(config, settings), role_defaults(config, settings)
     workflows = load_workflows(_show_dir(mirror, REPO_DIR))
     return LocalRepo(name, workspace, mirror, config, registry, defaults, workflows, _default_branch(mirror))
 
@@ -218,25 +218,21 @@ def _ledger(record: RunRecord) -> dict:
     }
 
 
-def _show(mirror: Path, path: str) -> str | None:
-    import subprocess
+DEFAULT_REF = "refs/remotes/origin/HEAD"  # the remote's default branch, in a mirror
 
-    done = subprocess.run(
-        ["git", "--git-dir", str(mirror), "show", f"refs/remotes/origin/HEAD:{path}"],
-        capture_output=True,
-        text=True,
-    )
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+
+
+def _show(repo: Path, path: str, ref: str = DEFAULT_REF) -> str | None:
+    """A file's text at `ref`, or None when it is not there."""
+    done = _git(repo, "show", f"{ref}:{path}")
     return done.stdout if done.returncode == 0 else None
 
 
 def _show_dir(mirror: Path, folder: str) -> dict[str, str]:
-    import subprocess
-
-    listing = subprocess.run(
-        ["git", "--git-dir", str(mirror), "ls-tree", "--name-only", f"refs/remotes/origin/HEAD:{folder}"],
-        capture_output=True,
-        text=True,
-    )
+    listing = _git(mirror, "ls-tree", "--name-only", f"{DEFAULT_REF}:{folder}")
     if listing.returncode != 0:
         return {}
     files = {}
@@ -247,13 +243,7 @@ def _show_dir(mirror: Path, folder: str) -> dict[str, str]:
 
 
 def _default_branch(mirror: Path) -> str:
-    import subprocess
-
-    ref = subprocess.run(
-        ["git", "--git-dir", str(mirror), "symbolic-ref", "refs/remotes/origin/HEAD"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    ref = _git(mirror, "symbolic-ref", DEFAULT_REF).stdout.strip()
     return ref.rsplit("/", 1)[-1] or "main"
 
 
@@ -268,8 +258,6 @@ def evaluate_local(
     console: Console | None = None,
 ) -> int:
     """`archon-bot evaluate`: the seven-dimension review of `base...head` in a local repository."""
-    import subprocess
-
     from bot.evaluation.service import git_diff, judge_change, validate_at
     from bot.providers.factory import build_chain
 
@@ -278,19 +266,13 @@ def evaluate_local(
     diff = git_diff(repo, base, head)
     if not diff.strip():
         raise ConfigurationError(f"`{base}...{head}` has no changes to evaluate")
-    shown = subprocess.run(
-        ["git", "-C", str(repo), "show", f"{head}:{CONFIG_PATH}"], capture_output=True, text=True
-    )
-    config = parse_repo_config(shown.stdout if shown.returncode == 0 else None)
-    registry = load_registry(settings.archon_models_file).with_overrides(config.models)
-    defaults = {Role(k): v for k, v in settings.default_models().items()} | dict(config.defaults)
+    config = parse_repo_config(_show(repo, CONFIG_PATH, head))
+    registry, defaults = registry_for(config, settings), role_defaults(config, settings)
     aliases = judges or [defaults[Role.EVAL]]
     slots = [(alias, build_chain(alias, registry, settings, node="evaluate")[0]) for alias in aliases]
     commands = list(config.validate_commands)
     before, after = validate_at(repo, base, commands), validate_at(repo, head, commands)
-    title = subprocess.run(
-        ["git", "-C", str(repo), "log", "-1", "--format=%s", head], capture_output=True, text=True
-    ).stdout.strip()
+    title = _git(repo, "log", "-1", "--format=%s", head).stdout.strip()
     plan = plan_file.read_text() if plan_file else None
     verdict = judge_change(slots, title=title, body="", diff=diff, plan=plan, before=before, after=after)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.providers.registry import ModelSpec, RegistryError, parse_models
-from bot.settings import PERMISSION_LEVELS
+from bot.providers.registry import ModelRegistry, ModelSpec, RegistryError, load_registry, parse_models
+from bot.settings import PERMISSION_LEVELS, Settings
 from bot.triggers import Role
 
 CONFIG_PATH = ".github/archon.yml"
@@ -105,3 +105,14 @@ def _describe(error: ValidationError) -> str:
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"
         lines.append(f"`{CONFIG_PATH}`: `{field}`: {item['msg']}")
     return "\n".join(lines)
+
+
+def registry_for(config: RepoConfig, settings: Settings) -> ModelRegistry:
+    """The aliases usable in a repository: the deployment's, with the repository's own on top."""
+    return load_registry(settings.archon_models_file).with_overrides(config.models)
+
+
+def role_defaults(config: RepoConfig, settings: Settings) -> dict[Role, str]:
+    """The alias per role when a trigger names none: the repository's, else the deployment's."""
+    deployment = {Role(k): v for k, v in settings.default_models().items()}
+    return {**deployment, **config.defaults}

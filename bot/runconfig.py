@@ -69,7 +69,7 @@ def resolve_run(
             raise UnknownModelError(f"No model is configured for `{role}`; add `{role}=<model>`.")
         spec = registry.get(alias)
         if spec is None:
-            valid = ", ".join(f"`{a}`" for a in registry.aliases())
+            valid = registry.listed()
             raise UnknownModelError(f"`{role}={alias}`: unknown model alias. Valid aliases: {valid}.")
         models[role] = ResolvedModel(alias=alias.lower(), spec=spec)
     workflow = request.workflow or DEFAULT_WORKFLOW

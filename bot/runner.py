@@ -18,10 +18,10 @@ from bot.agent.loop import AgentLimits
 from bot.evaluation.service import judge_change, validate_at
 from bot.github.forge import RepoForge
 from bot.providers.factory import build_chain
-from bot.providers.registry import ModelRegistry, load_registry
+from bot.providers.registry import ModelRegistry
 from bot.providers.types import ModelSlot
 from bot.publish import GitHubPublisher
-from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry_for
 from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, RunStore
 from bot.settings import Settings
 from bot.triggers import Role
@@ -123,7 +123,7 @@ def run_on_github(
     record.default_branch = record.default_branch or forge.default_branch()
     config = parse_repo_config(forge.read_file(CONFIG_PATH))
     workflow = pick_workflow(record, forge.read_dir(REPO_DIR))
-    registry = load_registry(settings.archon_models_file).with_overrides(config.models)
+    registry = registry_for(config, settings)
     publisher = publisher or GitHubPublisher(forge, store, lambda: gated(workflow, record))
     workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
     record.branch = record.branch or branch_name(record)

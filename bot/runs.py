@@ -115,10 +115,7 @@ class RunRecord(BaseModel):
 
     @property
     def usage(self) -> Usage:
-        total = Usage()
-        for node in self.nodes.values():
-            total = total + node.usage
-        return total
+        return sum((node.usage for node in self.nodes.values()), Usage())
 
     @property
     def cost_usd(self) -> float:

@@ -17,9 +17,16 @@ from bot.bench.results import BenchSpec
 from bot.commands import COMMANDS, CommandName, help_text
 from bot.events import CommandTask
 from bot.github.forge import RepoForge
-from bot.providers.registry import ModelRegistry, load_registry
+from bot.providers.registry import ModelRegistry
 from bot.queue import ActiveRunError, JobQueue
-from bot.repo_config import CONFIG_PATH, RepoConfig, RepoConfigError, parse_repo_config
+from bot.repo_config import (
+    CONFIG_PATH,
+    RepoConfig,
+    RepoConfigError,
+    parse_repo_config,
+    registry_for,
+    role_defaults,
+)
 from bot.runconfig import RunConfig, UnknownModelError, resolve_run
 from bot.runner import pick_workflow
 from bot.runs import NodeState, RunRecord, RunState, RunStore, now, run_id_for
@@ -100,11 +107,10 @@ class Triage:
         return permission in allowed or role in allowed
 
     def registry(self, config: RepoConfig) -> ModelRegistry:
-        return load_registry(self.settings.archon_models_file).with_overrides(config.models)
+        return registry_for(config, self.settings)
 
     def defaults(self, config: RepoConfig) -> dict[Role, str]:
-        deployment = {Role(k): v for k, v in self.settings.default_models().items()}
-        return {**deployment, **config.defaults}
+        return role_defaults(config, self.settings)
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -272,7 +278,7 @@ class Triage:
             {a for a in (*spec.plan, *spec.impl, *spec.judge, explore) if registry.get(a) is None}
         )
         if unknown:
-            valid = ", ".join(f"`{a}`" for a in registry.aliases())
+            valid = registry.listed()
             return self.reply(
                 f"nothing was started: {', '.join(f'`{a}`' for a in unknown)} "
                 f"{'is' if len(unknown) == 1 else 'are'} not a model alias here. Valid aliases: {valid}."
@@ -302,7 +308,7 @@ class Triage:
         judges = list(self.task.request.eval) or [self.defaults(config)[Role.EVAL]]
         unknown = [alias for alias in judges if registry.get(alias) is None]
         if unknown:
-            valid = ", ".join(f"`{a}`" for a in registry.aliases())
+            valid = registry.listed()
             return self.reply(
                 f"nothing was started: `eval={','.join(unknown)}` is not a model alias here. "
                 f"Valid aliases: {valid}."

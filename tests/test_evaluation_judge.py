@@ -87,13 +87,13 @@ def test_no_tool_call_is_repaired_too() -> None:
 
 def test_two_invalid_answers_fail_without_inventing_scores() -> None:
     slot = judge(submit("{not json"), submit(scores(True, value=11)))
-    evaluation, runs = evaluate([("opus", slot)], case(), case().signals)
+    evaluation, runs = evaluate([("opus", slot)], case())
     assert evaluation.status == "failed" and evaluation.total is None and evaluation.dimensions == []
     assert "after one repair attempt" in evaluation.error and runs[0].calls == 2
 
 
 def test_a_provider_outage_is_a_failed_evaluation() -> None:
-    evaluation, _ = evaluate([("opus", judge(ScriptedTurn(error="overloaded")))], case(), case().signals)
+    evaluation, _ = evaluate([("opus", judge(ScriptedTurn(error="overloaded")))], case())
     assert evaluation.status == "failed" and "overloaded" in evaluation.error
 
 
@@ -107,11 +107,9 @@ def test_the_prompt_is_blind_to_models() -> None:
 def test_without_a_plan_fidelity_is_not_asked_and_the_total_is_out_of_60() -> None:
     no_plan = case(plan=None)
     assert "fidelity" not in json.dumps(scores(False))
-    evaluation, _ = evaluate([("opus", judge(submit(scores(False))))], no_plan, no_plan.signals)
+    evaluation, _ = evaluate([("opus", judge(submit(scores(False))))], no_plan)
     assert evaluation.out_of == 60 and evaluation.total == 48
-    rejected, _ = evaluate(
-        [("opus", judge(submit(scores(True)), submit(scores(True))))], no_plan, no_plan.signals
-    )
+    rejected, _ = evaluate([("opus", judge(submit(scores(True)), submit(scores(True))))], no_plan)
     assert rejected.status == "failed" and "fidelity" in rejected.error
 
 
@@ -121,7 +119,7 @@ def test_a_panel_reports_mean_and_spread_and_survives_one_failed_judge() -> None
         ("kimi", judge(submit(scores(True, 9)))),
         ("gpt", judge(ScriptedTurn(error="server"))),
     ]
-    evaluation, runs = evaluate(panel, case(), case().signals)
+    evaluation, runs = evaluate(panel, case())
     assert evaluation.status == "ok" and evaluation.judge_models == ["opus", "kimi"]
     assert all(d.mean == pytest.approx(7.5) and d.spread == 3 for d in evaluation.dimensions)
     assert evaluation.total == pytest.approx(52.5)

@@ -101,10 +101,7 @@ class Ledger(BaseModel):
 
     @property
     def usage(self) -> Usage:
-        total = Usage()
-        for call in self.calls:
-            total = total + call.usage
-        return total
+        return sum((call.usage for call in self.calls), Usage())
 
     @property
     def cost_usd(self) -> float:

@@ -23,46 +23,38 @@ from bot.bench.orchestrate import (
     cell_record,
     cell_result,
     estimate_usd,
+    exploration_of,
+    exploration_record,
+    explore_only,
     render_status,
     write_report,
 )
 from bot.bench.report import bench_markdown
-from bot.bench.results import CellKey
 from bot.github.auth import installation_client
 from bot.github.forge import RepoForge
-from bot.providers.registry import ModelRegistry, load_registry
+from bot.providers.registry import ModelRegistry
+from bot.publish import GitHubPublisher
 from bot.queue import RUNS_QUEUE
-from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config
+from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry_for
 from bot.runconfig import DEFAULT_WORKFLOW
 from bot.runner import execute, run_on_github
 from bot.runs import IssueInfo, RunRecord, RunState, RunStore, now
 from bot.settings import Settings, load_settings
-from bot.workflow.schema import REPO_DIR, load_workflows
+from bot.workflow.schema import REPO_DIR, Workflow, load_workflows
 from bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 
-class SilentPublisher:
+class SilentPublisher(GitHubPublisher):
     """Cells publish nothing on the issue while they run (a matrix would flood it): plans stay in the
-    record, pull requests only when asked, progress only in Redis."""
+    record and progress only in Redis. Pull requests (when asked) and their reviews go out as usual."""
 
     def __init__(self, forge: RepoForge, store: RunStore) -> None:
-        self.forge, self.store = forge, store
+        super().__init__(forge, store, gated=lambda: False)
 
     def post_plan(self, record: RunRecord, text: str) -> str:
         return ""
-
-    def open_pr(self, record: RunRecord, title: str, body: str) -> tuple[int | None, str]:
-        assert record.branch and record.default_branch
-        posted = self.forge.open_draft_pull(record.branch, record.default_branch, title, body, record.run_id)
-        return posted.id, posted.html_url
-
-    def post_review(self, record: RunRecord, body: str, comments: list[dict]) -> str:
-        if record.pr_number is None:
-            return ""
-        self.forge.post_review(record.pr_number, body, key=record.run_id, comments=comments)
-        return record.pr_url or ""
 
     def progress(self, record: RunRecord) -> None:
         self.store.save(record)
@@ -76,7 +68,7 @@ def _context(bench: BenchRecord) -> tuple[Settings, RepoForge, Any]:
 
 def _registry(settings: Settings, forge: RepoForge) -> tuple[RepoConfig, ModelRegistry]:
     config = parse_repo_config(forge.read_file(CONFIG_PATH))
-    return config, load_registry(settings.archon_models_file).with_overrides(config.models)
+    return config, registry_for(config, settings)
 
 
 def show_status(forge: RepoForge, store: BenchStore, bench: BenchRecord) -> None:
@@ -99,7 +91,9 @@ def bench_start(bench_id: str) -> str:
     store.save(bench)
     workflow = load_workflows(forge.read_dir(REPO_DIR))[DEFAULT_WORKFLOW]
     for issue in bench.spec.issues:
-        bench.explorations[issue] = explore_issue(bench, issue, settings, forge, RunStore(connection), token)
+        bench.explorations[issue] = explore_issue(
+            bench, issue, workflow, config, registry, settings, forge, RunStore(connection), token
+        )
     if (latest := store.load(bench_id)) is not None and latest.state == "failed":
         return f"bench {bench_id} was stopped while exploring"  # `/archon cancel` came in meanwhile
     bench.estimate_usd = estimate_usd(bench, registry)
@@ -122,31 +116,24 @@ def bench_start(bench_id: str) -> str:
 
 
 def explore_issue(
-    bench: BenchRecord, issue: int, settings: Settings, forge: RepoForge, runs: RunStore, token: Any
+    bench: BenchRecord,
+    issue: int,
+    workflow: Workflow,
+    config: RepoConfig,
+    registry: ModelRegistry,
+    settings: Settings,
+    forge: RepoForge,
+    runs: RunStore,
+    token: Any,
 ) -> Exploration:
     """The exploration node of fix-issue, once, for every cell of this issue."""
-    config, registry = _registry(settings, forge)
-    workflow = load_workflows(forge.read_dir(REPO_DIR))[DEFAULT_WORKFLOW]
-    explore_only = workflow.model_copy(update={"nodes": (workflow.node("explore"),)})
-    key = CellKey(issue=issue, plan=bench.spec.plan[0], impl=bench.spec.impl[0])
-    record = RunRecord(
-        run_id=f"{bench.bench_id}x{issue}",
-        job_id="explore",
-        installation_id=bench.installation_id,
-        config=cell_config(bench, key, registry, DEFAULT_WORKFLOW),
-        requested_by=bench.requested_by,
-        trigger=f"benchmark `{bench.bench_id}`",
-        bench_id=bench.bench_id,
-        open_pr=False,
-    )
     title, body, url = forge.issue(issue)
-    record.issue = IssueInfo(number=issue, title=title, body=body, url=url)
+    record = exploration_record(bench, IssueInfo(number=issue, title=title, body=body, url=url), registry)
     record.default_branch = forge.default_branch()
-    record.branch = f"archon/bench-{bench.bench_id}-explore-{issue}"
     workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
     worktree = workspace.prepare(bench.spec.repo, record.run_id, record.branch, token=token(), resume=False)
     outcome = execute(
-        explore_only,
+        explore_only(workflow),
         record,
         SilentPublisher(forge, runs),
         workspace,
@@ -156,16 +143,7 @@ def explore_issue(
         settings,
         token,
     )
-    node = record.nodes["explore"]
-    if outcome.state is not RunState.DONE:
-        raise RuntimeError(f"exploring #{issue} failed: {node.error or outcome.summary}")
-    return Exploration(
-        issue=issue,
-        text=node.outputs["text"],
-        usage=node.usage,
-        cost_usd=node.cost_usd,
-        model=node.answered_by or bench.explore,
-    )
+    return exploration_of(bench, record, outcome.state, outcome.summary)
 
 
 def _fan_out(

@@ -22,12 +22,15 @@ from bot.bench.orchestrate import (
     cell_record,
     cell_result,
     estimate_usd,
+    exploration_of,
+    exploration_record,
+    explore_only,
     write_report,
 )
-from bot.bench.results import BenchSpec, CellKey, CellResult
+from bot.bench.results import BenchSpec, CellResult
 from bot.local import LocalRepo, _new_id, open_repo, read_issue_file, run_record
 from bot.runconfig import DEFAULT_WORKFLOW
-from bot.runs import IssueInfo, RunRecord, RunState, now
+from bot.runs import IssueInfo, now
 from bot.settings import ConfigurationError, Settings
 from bot.triggers import Role
 
@@ -101,34 +104,12 @@ def bench_local(request: LocalBench, settings: Settings, console: Console | None
 def _explore(
     local: LocalRepo, bench: BenchRecord, issue: IssueInfo, folder: Path, settings: Settings, console: Console
 ) -> Exploration:
-    workflow = local.workflows[DEFAULT_WORKFLOW]
-    explore_only = workflow.model_copy(update={"nodes": (workflow.node("explore"),)})
-    key = CellKey(issue=issue.number, plan=bench.spec.plan[0], impl=bench.spec.impl[0])
-    record = RunRecord(
-        run_id=f"{bench.bench_id}x{issue.number}",
-        job_id="local",
-        installation_id=0,
-        config=cell_config(bench, key, local.registry, DEFAULT_WORKFLOW),
-        requested_by="you",
-        trigger="`archon-bot bench`",
-        issue=issue,
-        bench_id=bench.bench_id,
-        open_pr=False,
-        branch=f"archon/bench-{bench.bench_id}-explore-{issue.number}",
-        started_at=now(),
-    )
+    record = exploration_record(bench, issue, local.registry)
     console.print(f"Exploring #{issue.number}: {issue.title}")
-    outcome, _ = run_record(local, record, explore_only, folder, settings, console)
-    node = record.nodes["explore"]
-    if outcome.state is not RunState.DONE:
-        raise ConfigurationError(f"exploring #{issue.number} failed: {node.error or outcome.summary}")
-    return Exploration(
-        issue=issue.number,
-        text=node.outputs["text"],
-        usage=node.usage,
-        cost_usd=node.cost_usd,
-        model=node.answered_by or bench.explore,
+    outcome, _ = run_record(
+        local, record, explore_only(local.workflows[DEFAULT_WORKFLOW]), folder, settings, console
     )
+    return exploration_of(bench, record, outcome.state, outcome.summary)
 
 
 def _cell(

@@ -22,9 +22,10 @@ from bot.bench.results import BenchSpec, CellKey, CellResult, ledger_fields
 from bot.github.markers import with_marker
 from bot.providers.registry import ModelRegistry, ModelSpec
 from bot.providers.types import Usage
-from bot.runconfig import ResolvedModel, RunConfig
-from bot.runs import NodeRun, NodeState, RunRecord, now
+from bot.runconfig import DEFAULT_WORKFLOW, ResolvedModel, RunConfig
+from bot.runs import IssueInfo, NodeRun, NodeState, RunRecord, RunState, now
 from bot.triggers import Role
+from bot.workflow.schema import Workflow
 
 BENCH_KIND = "bench"
 RECORD_TTL = 90 * 24 * 3600
@@ -183,6 +184,46 @@ def cell_record(bench: BenchRecord, ref: CellRef, config: RunConfig) -> RunRecor
         nodes={"explore": explored},
         bench_id=bench.bench_id,
         open_pr=bench.open_prs,
+    )
+
+
+def explore_only(workflow: Workflow) -> Workflow:
+    """The workflow cut down to its `explore` node: what a benchmark runs once per issue."""
+    return workflow.model_copy(update={"nodes": (workflow.node("explore"),)})
+
+
+def exploration_record(bench: BenchRecord, issue: IssueInfo, registry: ModelRegistry) -> RunRecord:
+    """The run that explores one issue for every cell (models of the first pairing; only explore runs)."""
+    key = CellKey(issue=issue.number, plan=bench.spec.plan[0], impl=bench.spec.impl[0])
+    return RunRecord(
+        run_id=f"{bench.bench_id}x{issue.number}",
+        job_id="explore",
+        installation_id=bench.installation_id,
+        config=cell_config(bench, key, registry, DEFAULT_WORKFLOW),
+        requested_by=bench.requested_by,
+        trigger=f"benchmark `{bench.bench_id}`",
+        issue=issue,
+        bench_id=bench.bench_id,
+        open_pr=False,
+        started_at=now(),
+        branch=f"archon/bench-{bench.bench_id}-explore-{issue.number}",
+    )
+
+
+class ExplorationError(RuntimeError):
+    """Exploring an issue failed: the benchmark cannot start fairly without it."""
+
+
+def exploration_of(bench: BenchRecord, record: RunRecord, state: RunState, summary: str) -> Exploration:
+    node = record.nodes["explore"]
+    if state is not RunState.DONE:
+        raise ExplorationError(f"exploring #{record.config.issue} failed: {node.error or summary}")
+    return Exploration(
+        issue=record.config.issue,
+        text=node.outputs["text"],
+        usage=node.usage,
+        cost_usd=node.cost_usd,
+        model=node.answered_by or bench.explore,
     )
 
 

@@ -8,7 +8,6 @@ evaluation says so. A score is never made up or defaulted.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -55,9 +54,9 @@ class Case:
     issue_title: str
     issue_body: str
     diff: str
+    signals: Signals
     plan: str | None = None
     validation: str = ""
-    signals: Signals | None = None
 
     @property
     def has_plan(self) -> bool:
@@ -98,11 +97,10 @@ def prompt(case: Case) -> str:
         "# Validation output\n\n```\n"
         f"{_clip(case.validation or '(validation did not run)', MAX_TEXT_CHARS)}\n```",
     ]
-    if case.signals is not None:
-        parts.append(
-            "# Measured signals (computed without a model)\n\n```json\n"
-            f"{case.signals.model_dump_json(indent=2)}\n```"
-        )
+    parts.append(
+        "# Measured signals (computed without a model)\n\n```json\n"
+        f"{case.signals.model_dump_json(indent=2)}\n```"
+    )
     parts.append(f"# Rubric (version {RUBRIC_VERSION})\n\n{rubric_text(case.has_plan)}")
     parts.append(
         "Score every dimension listed in the rubric, each with a one- or two-sentence rationale and "
@@ -156,9 +154,7 @@ def run_judge(label: str, slot: ModelSlot, case: Case, max_tokens: int = 8000) -
     return run
 
 
-def evaluate(
-    judges: list[tuple[str, ModelSlot]], case: Case, signals: Signals
-) -> tuple[Evaluation, list[JudgeRun]]:
+def evaluate(judges: list[tuple[str, ModelSlot]], case: Case) -> tuple[Evaluation, list[JudgeRun]]:
     """Run every judge (a panel when several); combine those that succeeded.
 
     `judges` pairs an alias (stored with the evaluation, never shown to the judge) with its slot.
@@ -168,14 +164,10 @@ def evaluate(
     good = [r for r in runs if r.submission is not None]
     if not good:
         reasons = "; ".join(f"{r.label}: {r.error}" for r in runs)
-        return failed(reasons, case.has_plan, signals, aliases), runs
+        return failed(reasons, case.has_plan, case.signals, aliases), runs
     good_aliases = [alias for alias, run in zip(aliases, runs, strict=True) if run.submission is not None]
-    evaluation = combine([r.submission for r in good], case.has_plan, good_aliases, signals)  # type: ignore[misc]
+    evaluation = combine([r.submission for r in good], case.has_plan, good_aliases, case.signals)  # type: ignore[misc]
     for r in runs:
         if r.submission is None:
             evaluation.flags.append(f"{r.label} failed and is not counted: {r.error}")
     return evaluation, runs
-
-
-def dumps(evaluation: Evaluation) -> str:
-    return json.dumps(evaluation.model_dump(mode="json"), indent=2)

@@ -31,10 +31,7 @@ class Verdict:
 
     @property
     def usage(self) -> Usage:
-        total = Usage()
-        for run in self.runs:
-            total = total + run.usage
-        return total
+        return sum((run.usage for run in self.runs), Usage())
 
     @property
     def cost_usd(self) -> float:
@@ -67,7 +64,7 @@ def judge_change(
         validation=validation_output,
         signals=signals,
     )
-    evaluation, runs = evaluate(judges, case, signals)
+    evaluation, runs = evaluate(judges, case)
     anchored, leftover = anchor(evaluation.comments, diff)
     return Verdict(evaluation, render_review(evaluation, leftover), anchored, runs)
 

@@ -142,6 +142,10 @@ class ModelRegistry:
     def aliases(self) -> list[str]:
         return sorted(self._models)
 
+    def listed(self) -> str:
+        """The aliases as people read them in a reply: "`gpt`, `haiku`, `kimi`"."""
+        return ", ".join(f"`{alias}`" for alias in self.aliases())
+
     def get(self, alias: str) -> ModelSpec | None:
         return self._models.get(alias.lower())
 
