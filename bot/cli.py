@@ -20,6 +20,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from bot.secrets import Redactor, install, install_log_redaction
 from bot.settings import ConfigurationError, load_settings
 
 log = logging.getLogger("archon-bot")
@@ -89,11 +92,22 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _redact_secrets()
     try:
         return _COMMANDS[args.command](args)
     except ConfigurationError as error:
         print(f"archon-bot: configuration error: {error}", file=sys.stderr)
         return 2
+
+
+def _redact_secrets() -> None:
+    """Before any command runs, so not even its first log line can carry a secret from `.env`; RQ's
+    workers and their work horses are this process or its forks, so they inherit both."""
+    install_log_redaction()
+    try:
+        install(Redactor.from_settings(load_settings()))
+    except ValidationError:
+        install(Redactor.from_environ())  # the command itself reports the invalid settings
 
 
 def _worker(args: argparse.Namespace) -> int:

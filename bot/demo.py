@@ -11,7 +11,6 @@ every ledger entry is labelled `scripted:` — but everything around them is the
 from __future__ import annotations
 
 import re
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,8 @@ from rich.syntax import Syntax
 
 from bot import sample_repo
 from bot.fakes.stack import LocalStack
+from bot.sandbox import Sandbox
+from bot.workspace import DIFF_OPTIONS, git_text, network_config, run_git
 
 REPO = sample_repo.REPO
 INSTALLATION = 1
@@ -108,19 +109,10 @@ class Demo:
         [pull] = self.github.pulls(REPO)
         self.console.rule(f"[bold]Draft pull request #{pull['number']}: {pull['title']}")
         self.console.print(Markdown(_visible(pull["body"]).split("<details>")[0]))
-        diff = subprocess.run(
-            [
-                "git",
-                "--git-dir",
-                str(self.stack.remotes / f"{REPO}.git"),
-                "diff",
-                "main",
-                pull["head"]["ref"],
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        remote = self.stack.remotes / f"{REPO}.git"
+        diff = git_text(
+            ["--git-dir", str(remote), "diff", *DIFF_OPTIONS, "main", pull["head"]["ref"]], cwd=remote
+        )
         self.console.print(Syntax(diff, "diff", theme="ansi_dark"))
         return pull
 
@@ -129,11 +121,13 @@ class Demo:
         with tempfile.TemporaryDirectory() as tmp:
             clone = Path(tmp) / "clone"
             remote = self.stack.remotes / f"{REPO}.git"
-            subprocess.run(["git", "clone", "-q", "-b", branch, str(remote), str(clone)], check=True)
-            tests = subprocess.run(sample_repo.VALIDATE.split(), cwd=clone, capture_output=True, text=True)
+            args = [*network_config(str(remote)), "clone", "-q", "-b", branch, str(remote), str(clone)]
+            run_git(args, cwd=Path(tmp))
+            # The branch's code is repository code: it runs through the one sandboxed runner too.
+            tests = Sandbox().run(sample_repo.VALIDATE, root=clone, timeout_s=300)
         self.console.print(f"$ {sample_repo.VALIDATE}   (on {branch})")
-        self.console.print(tests.stderr.strip() or tests.stdout.strip())
-        return tests.returncode == 0
+        self.console.print(tests.output.decode(errors="replace").strip())
+        return tests.exit_code == 0
 
 
 def run_demo(console: Console | None = None) -> int:

@@ -41,6 +41,12 @@ class CommandTask(_Task):
     request: Request | None = None
     error: str | None = Field(None, description="Why the trigger could not be parsed.")
     usage: str | None = None
+    issue_title: str | None = Field(
+        None, description="The issue as this delivery saw it: a run works on this, not on later edits."
+    )
+    issue_body: str = ""
+    issue_url: str = ""
+    issue_author: str = ""
 
 
 class LabelsTask(_Task):
@@ -100,8 +106,26 @@ def _command_task(payload: dict[str, Any], delivery_id: str, **fields: Any) -> C
         issue=issue["number"],
         is_pull_request="pull_request" in issue,
         sender=payload["sender"]["login"],
+        **_snapshot(issue),
         **fields,
     )
+
+
+def _snapshot(issue: dict[str, Any]) -> dict[str, Any]:
+    """The issue's text as the maintainer's label or command found it.
+
+    Runs work on this copy, so an author who edits the issue after a maintainer accepted it changes
+    nothing. GitHub always sends `title` and `body` (null when empty); without them, there is no
+    snapshot and the run reads the issue from the API.
+    """
+    if not isinstance(issue.get("title"), str) or "body" not in issue:
+        return {}
+    return {
+        "issue_title": issue["title"],
+        "issue_body": issue.get("body") or "",
+        "issue_url": issue.get("html_url") or "",
+        "issue_author": (issue.get("user") or {}).get("login") or "",
+    }
 
 
 def _parsed(parse: Any) -> dict[str, Any]:

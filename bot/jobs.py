@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
+from github.PullRequest import PullRequest
 from rq import get_current_job
 from rq.job import Job
 
 from bot.evaluation.service import diff_from_patches, judge_change
 from bot.events import CommandTask, LabelsTask, TaskEnvelope
-from bot.github.auth import installation_client, installation_github
+from bot.github.auth import app_integration, installation_client, installation_github
 from bot.github.forge import RepoForge
 from bot.labels import label_specs
 from bot.providers.factory import build_chain
@@ -25,12 +27,15 @@ from bot.queue import JobQueue
 from bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config, registry_for
 from bot.runner import run_on_github
 from bot.runs import NodeState, RunRecord, RunState, RunStore, now
-from bot.settings import load_settings
+from bot.secrets import describe_error
+from bot.settings import Settings, load_settings
 from bot.triage import REPLY_KIND, Triage
 from bot.workflow.engine import Outcome
 from bot.workflow.schema import WorkflowError
 
 log = logging.getLogger(__name__)
+
+_PULL_MARKER = re.compile(r"<!-- archon-bot:pull:([A-Za-z0-9_-]+) -->")
 
 TRIAGE_FAILED = (
     "I could not handle this request because of an error on my side ({reason}). Nothing was started; "
@@ -46,8 +51,7 @@ def one_line(error: BaseException | None) -> str:
     """An exception as one short line for people. Messages never carry secrets (see `settings`)."""
     if error is None:
         return "unknown error"
-    text = " ".join(str(error).split()) or "no message"
-    return f"{type(error).__name__}: {text}"[:300]
+    return describe_error(error)
 
 
 # --- triage ----------------------------------------------------------------------------------------
@@ -162,9 +166,10 @@ def evaluate_pull(envelope: dict[str, Any], judges: list[str]) -> str:
     assert isinstance(task, CommandTask)
     settings = load_settings()
     forge = _forge(task.installation_id, task.repo)
-    title, body, _ = forge.issue(task.issue)
+    pull = forge.repo.get_pull(task.issue)
+    title, body = pull.title, pull.body or ""
     diff = diff_from_patches(forge.pull_diff_files(task.issue))
-    record = _run_of_pull(get_current_job().connection, body)
+    record = _run_of_pull(get_current_job().connection, task, pull, lambda: _bot_login(settings))
     plan = str(record.nodes["plan"].outputs.get("text") or "") if record and "plan" in record.nodes else None
     config = parse_repo_config(forge.read_file(CONFIG_PATH))
     registry = registry_for(config, settings)
@@ -174,10 +179,47 @@ def evaluate_pull(envelope: dict[str, Any], judges: list[str]) -> str:
     return verdict.headline()
 
 
-def _run_of_pull(connection: Any, body: str) -> RunRecord | None:
-    """The Archon run that opened this pull request, found by the marker in its body."""
-    match = re.search(r"<!-- archon-bot:pull:([A-Za-z0-9_-]+) -->", body or "")
-    return RunStore(connection).load(match[1]) if match else None
+def _run_of_pull(
+    connection: Any, task: CommandTask, pull: PullRequest, bot_login: Callable[[], str]
+) -> RunRecord | None:
+    """The Archon run that opened this pull request, found by the marker in its body; None for a
+    people's pull request (judged without a plan).
+
+    Anyone can paste a marker into a pull request's body, and a run's plan would then be judged against
+    a stranger's diff. So a marker counts only on a pull request this App opened from a branch of this
+    repository, for a run of this repository and installation whose branch is the pull request's head.
+    """
+    run_ids = _PULL_MARKER.findall(pull.body or "")
+    if not run_ids or not _opened_by_this_app(task, pull, bot_login):
+        return None
+    store = RunStore(connection)
+    for run_id in run_ids:
+        record = store.load(run_id)
+        if record is not None and _same_run(task, pull, record):
+            return record
+    return None
+
+
+def _opened_by_this_app(task: CommandTask, pull: PullRequest, bot_login: Callable[[], str]) -> bool:
+    """The pull request's author is this App's bot user, and its head is in the repository itself."""
+    head_repo = pull.head.repo.full_name if pull.head.repo is not None else ""
+    if head_repo.lower() != task.repo.lower() or pull.user.type != "Bot":
+        return False
+    return pull.user.login == bot_login()
+
+
+def _same_run(task: CommandTask, pull: PullRequest, record: RunRecord) -> bool:
+    return (
+        record.config.repo.lower() == task.repo.lower()
+        and record.installation_id == task.installation_id
+        and record.branch is not None
+        and record.branch == pull.head.ref
+    )
+
+
+def _bot_login(settings: Settings) -> str:
+    """The login GitHub gives this App's bot user: `<app slug>[bot]` (asked as the App itself)."""
+    return f"{app_integration(settings).get_app().slug}[bot]"
 
 
 def on_evaluate_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:

@@ -25,12 +25,14 @@ from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry
 from bot.runconfig import resolve_run
 from bot.runner import base_limits, branch_name, chain_factory, make_evaluator
 from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, now
+from bot.sandbox import Sandbox, SandboxPolicy
+from bot.secrets import redact
 from bot.settings import ConfigurationError, Settings
 from bot.triggers import Role, RunRequest
 from bot.workflow.engine import Engine, Outcome, RunServices
 from bot.workflow.schema import REPO_DIR, Workflow, load_workflows
 from bot.workflow.validation import detect_commands
-from bot.workspace import Workspace, Worktree
+from bot.workspace import Workspace, Worktree, run_git
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ def run_record(
     worktree = local.workspace.prepare(local.name, record.run_id, record.branch, token=None, resume=False)
     publisher = FolderPublisher(folder, on_progress=_printer(console))
     commands = list(local.config.validate_commands) or detect_commands(worktree.path)
+    sandbox = Sandbox(SandboxPolicy.from_settings(settings))
     services = RunServices(
         publisher=publisher,
         worktree=worktree,
@@ -129,13 +132,14 @@ def run_record(
         run_dir=folder,
         base_limits=base_limits(local.config),
         push=False,
-        evaluate=make_evaluator(record, local.registry, settings, worktree, publisher, commands, []),
+        sandbox=sandbox,
+        evaluate=make_evaluator(record, local.registry, settings, worktree, publisher, commands, [], sandbox),
     )
     outcome = Engine(workflow, record, services).run()
     record.state, record.summary, record.finished_at = outcome.state, outcome.summary, now()
     publisher.progress(record)
-    (folder / "changes.diff").write_text(worktree.diff())
-    (folder / "ledger.json").write_text(json.dumps(_ledger(record), indent=2) + "\n")
+    (folder / "changes.diff").write_text(redact(worktree.diff()))
+    (folder / "ledger.json").write_text(redact(json.dumps(_ledger(record), indent=2)) + "\n")
     worktree.release()
     return outcome, worktree
 
@@ -222,7 +226,12 @@ DEFAULT_REF = "refs/remotes/origin/HEAD"  # the remote's default branch, in a mi
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    """`git <args>` in `repo` through `run_git` (its safe config and minimal environment), as text; the caller
+    reads the exit status."""
+    done = run_git(args, cwd=repo, check=False)
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+    )
 
 
 def _show(repo: Path, path: str, ref: str = DEFAULT_REF) -> str | None:
@@ -271,7 +280,9 @@ def evaluate_local(
     aliases = judges or [defaults[Role.EVAL]]
     slots = [(alias, build_chain(alias, registry, settings, node="evaluate")[0]) for alias in aliases]
     commands = list(config.validate_commands)
-    before, after = validate_at(repo, base, commands), validate_at(repo, head, commands)
+    sandbox = Sandbox(SandboxPolicy.from_settings(settings))
+    before = validate_at(repo, base, commands, sandbox=sandbox)
+    after = validate_at(repo, head, commands, sandbox=sandbox)
     title = _git(repo, "log", "-1", "--format=%s", head).stdout.strip()
     plan = plan_file.read_text() if plan_file else None
     verdict = judge_change(slots, title=title, body="", diff=diff, plan=plan, before=before, after=after)
@@ -279,7 +290,7 @@ def evaluate_local(
     (out / "evaluation.json").write_text(
         json.dumps(verdict.evaluation.model_dump(mode="json"), indent=2) + "\n"
     )
-    (out / "review.md").write_text(verdict.body + "\n")
+    (out / "review.md").write_text(redact(verdict.body) + "\n")
     console.print(verdict.body)
     console.print(f"\n{verdict.headline()} — written to {out / 'review.md'} and evaluation.json")
     return 0 if verdict.evaluation.status == "ok" else 1

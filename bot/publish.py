@@ -10,6 +10,7 @@ from pathlib import Path
 from bot.github.forge import RepoForge
 from bot.github.markers import with_marker
 from bot.runs import RunRecord, RunStore
+from bot.secrets import default_redactor
 from bot.status import STATUS_KIND, render_status
 
 PLAN_KIND = "plan"
@@ -102,6 +103,7 @@ class FolderPublisher:
 
     def progress(self, record: RunRecord) -> None:
         (self.folder / "status.md").write_text(with_marker(render_status(record), "local", record.run_id))
-        (self.folder / "run.json").write_text(json.dumps(record.model_dump(mode="json"), indent=2) + "\n")
+        data = default_redactor().redact_obj(record.model_dump(mode="json"))
+        (self.folder / "run.json").write_text(json.dumps(data, indent=2) + "\n")
         if self.on_progress:
             self.on_progress(record)

@@ -55,7 +55,7 @@ class RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return [*command, "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.data_dir)]
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
+    def start(self, timeout: float = 120.0) -> RedisServer:
         self.process = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout
@@ -66,7 +66,7 @@ class RedisServer:
             try:
                 client.ping()
                 return self
-            except redis.ConnectionError:
+            except redis.RedisError:  # refused, or still loading / slow to answer on a loaded machine
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout}s")

@@ -23,6 +23,7 @@ from bot.providers.types import ModelSlot
 from bot.publish import GitHubPublisher
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry_for
 from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, RunStore
+from bot.sandbox import Sandbox, SandboxPolicy
 from bot.settings import Settings
 from bot.triggers import Role
 from bot.workflow.engine import Engine, NodeFailedError, Outcome, Publisher, RunServices, gated
@@ -72,6 +73,7 @@ def make_evaluator(
     publisher: Publisher,
     commands: list[str],
     secrets: list[str],
+    sandbox: Sandbox,
 ):
     """The workflow's `evaluate` node: measure, judge blind with the run's eval model, post the review."""
 
@@ -83,7 +85,8 @@ def make_evaluator(
         ]
         validation = context["validation"]
         issue = record.issue
-        before = validate_at(worktree.path, worktree.base_sha, commands, secrets)
+        worktree.verify()  # a `.git` the run replaced must not become the "before" checkout's source
+        before = validate_at(worktree.path, worktree.base_sha, commands, secrets, sandbox)
         verdict = judge_change(
             judges,
             title=issue.title if issue else "",
@@ -117,9 +120,14 @@ def run_on_github(
     token: Callable[[], str],
     publisher: Publisher | None = None,
 ) -> Outcome:
-    """Everything one run job does after the record says `running`."""
-    title, body, url = forge.issue(record.config.issue)
-    record.issue = IssueInfo(number=record.config.issue, title=title, body=body, url=url)
+    """Everything one run job does after the record says `running`.
+
+    The issue's text is the snapshot taken when the run was accepted; only a run without one (a
+    benchmark cell, an older record) reads it from GitHub, once, and keeps that for its retries.
+    """
+    if record.issue is None:
+        title, body, url = forge.issue(record.config.issue)
+        record.issue = IssueInfo(number=record.config.issue, title=title, body=body, url=url)
     record.default_branch = record.default_branch or forge.default_branch()
     config = parse_repo_config(forge.read_file(CONFIG_PATH))
     workflow = pick_workflow(record, forge.read_dir(REPO_DIR))
@@ -154,6 +162,7 @@ def execute(
     run_dir = settings.archon_data_dir / "runs" / record.run_id
     commands = list(config.validate_commands) or detect_commands(worktree.path)
     secrets = [t for t in (token(),) if t]
+    sandbox = Sandbox(SandboxPolicy.from_settings(settings))
     services = RunServices(
         publisher=publisher,
         worktree=worktree,
@@ -163,7 +172,8 @@ def execute(
         base_limits=base_limits(config),
         push_token=token,
         secrets=secrets,
-        evaluate=make_evaluator(record, registry, settings, worktree, publisher, commands, secrets),
+        sandbox=sandbox,
+        evaluate=make_evaluator(record, registry, settings, worktree, publisher, commands, secrets, sandbox),
         interrupts=(JobTimeoutException,),
     )
     outcome = Outcome(RunState.FAILED, "the run stopped before it finished")

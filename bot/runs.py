@@ -7,6 +7,7 @@ by run id, plus an index per issue for `/archon status` and `/archon cancel`.
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field
 from bot.agent.ledger import ProviderStats
 from bot.providers.types import Usage
 from bot.runconfig import RunConfig
+from bot.secrets import Redactor, default_redactor
 
 RECORD_TTL = 90 * 24 * 3600
 
@@ -67,10 +69,18 @@ class NodeRun(BaseModel):
 
 
 class IssueInfo(BaseModel):
+    """The issue a run works on, fixed once: from the accepted delivery, else its first API read.
+
+    Retries, `/archon approve` and `/archon revise` reuse it, so edits to the issue after a maintainer
+    accepted it never reach the models.
+    """
+
     number: int
     title: str
     body: str = ""
     url: str = ""
+    author: str = Field("", description="The issue's author (its login), shown to models beside its text.")
+    delivery_id: str | None = Field(None, description="The delivery it was copied from; None: the API.")
 
 
 def now() -> datetime:
@@ -123,10 +133,12 @@ class RunRecord(BaseModel):
 
 
 class RunStore:
-    """Redis adapter for run records."""
+    """Redis adapter for run records. Records are redacted on save: they hold node errors, outputs and
+    summaries, which quote commands, models and exceptions, and they outlive the run by months."""
 
-    def __init__(self, connection: redis.Redis) -> None:
+    def __init__(self, connection: redis.Redis, redactor: Redactor | None = None) -> None:
         self.redis = connection
+        self._redactor = redactor
 
     @staticmethod
     def _key(run_id: str) -> str:
@@ -138,8 +150,9 @@ class RunStore:
 
     def save(self, record: RunRecord) -> None:
         config = record.config
+        data = (self._redactor or default_redactor()).redact_obj(record.model_dump(mode="json"))
         with self.redis.pipeline() as pipe:
-            pipe.set(self._key(record.run_id), record.model_dump_json(), ex=RECORD_TTL)
+            pipe.set(self._key(record.run_id), json.dumps(data, ensure_ascii=False), ex=RECORD_TTL)
             pipe.zadd(
                 self._issue_key(config.repo, config.issue), {record.run_id: record.created_at.timestamp()}
             )

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.sandbox import DEFAULT_PACKAGE_HOSTS
 
 #: Repository permissions GitHub's collaborator-permission API reports, weakest first.
 PERMISSION_LEVELS = ("none", "read", "triage", "write", "maintain", "admin")
@@ -100,11 +102,25 @@ class Settings(BaseSettings):
     )
     archon_run_timeout: int = Field(3600, description="Seconds a run job may take before RQ stops it.")
 
+    archon_sandbox: Literal["auto", "required", "off"] = Field(
+        "auto", description="bubblewrap for every repository command: auto, required or off."
+    )
+    archon_sandbox_network: Literal["none", "packages", "open"] = Field(
+        "none", description="What sandboxed commands reach: nothing, the package indexes, or everything."
+    )
+    archon_sandbox_package_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_PACKAGE_HOSTS, description="Hosts (`host` or `host:port`) `packages` lets commands reach."
+    )
+    archon_sandbox_cpu_seconds: int = Field(900, ge=1, description="CPU seconds per sandboxed process.")
+    archon_sandbox_memory_mb: int = Field(4096, ge=64, description="Memory (data segment) per process, MiB.")
+    archon_sandbox_max_processes: int = Field(512, ge=8, description="Processes one command may run at once.")
+
     @field_validator(
         "archon_allowed_permissions",
         "archon_label_presets",
         "archon_default_models",
         "archon_fallbacks",
+        "archon_sandbox_package_hosts",
         mode="before",
     )
     @classmethod

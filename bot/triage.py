@@ -29,7 +29,7 @@ from bot.repo_config import (
 )
 from bot.runconfig import RunConfig, UnknownModelError, resolve_run
 from bot.runner import pick_workflow
-from bot.runs import NodeState, RunRecord, RunState, RunStore, now, run_id_for
+from bot.runs import IssueInfo, NodeState, RunRecord, RunState, RunStore, now, run_id_for
 from bot.settings import Settings
 from bot.status import STATUS_KIND, render_runs_table, render_status
 from bot.triggers import BenchRequest, EvaluateRequest, ReviseRequest, Role, RunRequest
@@ -147,6 +147,7 @@ class Triage:
             config=run_config,
             requested_by=self.task.sender,
             trigger=self.task.trigger,
+            issue=self._issue_snapshot(),
         )
         self.post_status(record)
         try:
@@ -157,6 +158,20 @@ class Triage:
                 self.post_status(record)
                 return self._already(error.job.meta.get("run_id"), error.status)
         return f"queued {run_id} as {job_id}"
+
+    def _issue_snapshot(self) -> IssueInfo | None:
+        """The issue as the accepted delivery carried it; the run works on this copy, not later edits."""
+        task = self.task
+        if task.issue_title is None:
+            return None
+        return IssueInfo(
+            number=task.issue,
+            title=task.issue_title,
+            body=task.issue_body,
+            url=task.issue_url,
+            author=task.issue_author,
+            delivery_id=task.delivery_id,
+        )
 
     def _busy(self, job_id: str, run_id: str) -> str | None:
         """A reply if the same configuration is already queued or running (and is not this run)."""

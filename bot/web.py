@@ -21,6 +21,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from bot.events import Ignored, route
 from bot.queue import JobQueue, connect
+from bot.sandbox import Sandbox, SandboxPolicy
+from bot.secrets import Redactor, install, install_log_redaction
 from bot.settings import ConfigurationError, Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,9 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
     """App factory (gunicorn: `bot.web:create_app()`). Refuses to build without a webhook secret."""
     settings = settings or load_settings()
     secret = settings.require_webhook_secret()
+    # gunicorn loads the app with no other hook: its loggers (error and access) get redaction here.
+    install(Redactor.from_settings(settings))
+    install_log_redaction()
     if connection is None:
         if not settings.redis_url:
             raise ConfigurationError(
@@ -73,6 +78,8 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
             )
         connection = connect(settings.redis_url)
     queue = JobQueue(connection)
+    # How this machine runs repository commands, said in every health answer (probed once).
+    sandbox = Sandbox(SandboxPolicy.from_settings(settings)).describe()
     app = Flask("archon-bot")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
 
@@ -99,8 +106,10 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
         try:
             queue.ping()
         except redis.RedisError as error:
-            return _answer(503, status="unhealthy", redis=f"unreachable: {type(error).__name__}")
-        return _answer(200, status="ok", redis="ok")
+            return _answer(
+                503, status="unhealthy", redis=f"unreachable: {type(error).__name__}", sandbox=sandbox
+            )
+        return _answer(200, status="ok", redis="ok", sandbox=sandbox)
 
     return app
 

@@ -17,8 +17,18 @@ from what was pushed; `resume=False` starts afresh from the base and the next pu
 
 Authentication: the installation token reaches git only through `GIT_CONFIG_*` environment variables of the
 one subprocess that talks to an http(s) remote (`auth_env`) — never in a URL, a config file, or a message
-(`redact` scrubs captured stderr). Every git call also disables hooks and fsmonitor, so nothing planted in a
-worktree runs in a process that holds the token.
+(`redact` scrubs captured stderr).
+
+Hardening: a run's model writes whatever it likes inside its worktree, so every git call the bot makes goes
+through `run_git`, which
+- gives git a minimal environment (`git_environment`): no worker secrets, no worker HOME, no system or global
+  config — so no config file the bot did not check can define a filter, alias or URL rewrite;
+- turns off, on the command line, everything that runs a program or reaches a remote (`SAFE_CONFIG`); a call
+  that talks to the remote allows exactly its URL's protocol (`network_config`);
+- runs a worktree's commands with an explicit `--git-dir`/`--work-tree`, so a rewritten `.git` is never used.
+Before fetching, checking out, staging, committing and pushing, the repository's own config must hold only
+settings git writes itself (`check_repository_config`) and the worktree's `.git` must be the file git wrote.
+Pushes refuse changes to paths GitHub or git give powers to (`protected_paths`).
 """
 
 from __future__ import annotations
@@ -38,27 +48,66 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from bot.secrets import ensure_no_secrets
+
 GIT_TIMEOUT_S = 600.0
 REMOTE_REFS = "refs/remotes/origin"
 FETCH_REFSPEC = f"+refs/heads/*:{REMOTE_REFS}/*"
 REDACTED = "***"
-#: Given to every git call: no hooks or fsmonitor programs, whatever a worktree's config says.
-SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
-#: Given to calls that reach the remote: no credential helper asks for, or stores, anything.
-NETWORK_CONFIG = ("-c", "credential.helper=")
-#: Inherited `GIT_*` variables that configure the machine, not a repository; all others are dropped.
-KEPT_GIT_ENV = frozenset(
+#: Given to every git call: no hook, fsmonitor, attributes file or signing program whatever a config says,
+#: and no transport at all unless the call adds `network_config` for its remote.
+SAFE_CONFIG = (
+    *("-c", "core.hooksPath=/dev/null"),
+    *("-c", "core.fsmonitor=false"),
+    *("-c", "core.attributesFile=/dev/null"),
+    *("-c", "protocol.allow=never"),
+    *("-c", "commit.gpgSign=false"),
+    *("-c", "tag.gpgSign=false"),
+)
+#: Given to every command that produces a diff: `diff.external` and textconv drivers are programs. (An empty
+#: `-c diff.external=` is no substitute: git then tries to run "" and fails.)
+DIFF_OPTIONS = ("--no-color", "--no-ext-diff", "--no-textconv")
+#: Remote schemes the bot talks to; a local path is git's `file` transport. `ext::` runs a command, ssh
+#: would need the worker's keys.
+REMOTE_SCHEMES = frozenset({"https", "http", "file"})
+#: HOME for git: not the worker's (its dotfiles are config the bot never checked), a path nobody creates.
+GIT_HOME = "/nonexistent"
+#: The worker's variables git gets (locale, time zone, where programs and CA certificates are); everything
+#: else — API keys, REDIS_URL, GITHUB_PRIVATE_KEY, GIT_* overrides — stays out of git and its children.
+#: Proxy variables pass too: a worker behind a proxy must still reach its git host.
+PASSED_ENV = frozenset(
+    {"PATH", "TZ", "LANG", "LANGUAGE", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+    | {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy", "ALL_PROXY"}
+)
+FIXED_ENV = {
+    "HOME": GIT_HOME,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_ATTR_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+#: Repository config keys (lower-cased) the bot accepts: what `git init --bare` writes on any filesystem, the
+#: object format, and `gc.*` housekeeping, which names no program. The bot itself writes no config (it
+#: fetches and pushes by URL), so any other key was planted. An allowlist, because a denylist would have to
+#: foresee every key that runs a program (filter, textconv, fsmonitor, sshCommand, pager, ...), redirects
+#: traffic (url, remote, http proxy) or pulls in more config (include, includeIf) — in every git to come.
+ALLOWED_CONFIG_KEYS = frozenset(
     {
-        "GIT_EXEC_PATH",
-        "GIT_CONFIG_GLOBAL",
-        "GIT_CONFIG_SYSTEM",
-        "GIT_CONFIG_NOSYSTEM",
-        "GIT_SSL_CAINFO",
-        "GIT_SSL_CAPATH",
-        "GIT_SSL_NO_VERIFY",
-        "GIT_SSH",
-        "GIT_SSH_COMMAND",
+        "core.repositoryformatversion",
+        "core.filemode",
+        "core.bare",
+        "core.logallrefupdates",
+        "core.ignorecase",
+        "core.precomposeunicode",
+        "core.symlinks",
+        "extensions.objectformat",
     }
+)
+ALLOWED_CONFIG_PREFIXES = ("gc.",)
+PROTECTED_REASON = (
+    "a change to .github/workflows/ would run on GitHub with the repository's secrets, and .gitattributes, "
+    ".gitmodules or a path named .git change how git treats the repository's files; a person has to make "
+    "such changes"
 )
 _REPO_PART = re.compile(r"[A-Za-z0-9_.-]+")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]+")
@@ -80,6 +129,14 @@ class WorkspaceError(RuntimeError):
         self.command, self.stderr, self.returncode = command, stderr, returncode
         detail = stderr.strip() or f"exit status {returncode}"
         super().__init__(f"`{command}` failed: {detail}")
+
+
+class ProtectedPathError(WorkspaceError):
+    """A push refused because the change touches `paths` (see `protected_paths`)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        super().__init__("push", f"the change touches {', '.join(self.paths)}: {PROTECTED_REASON}")
 
 
 def auth_env(token: str) -> dict[str, str]:
@@ -105,14 +162,41 @@ def _remote_env(url: str, token: str | None) -> dict[str, str]:
     return auth_env(token) if token and url.startswith(("http://", "https://")) else {}
 
 
-def _environment(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in KEPT_GIT_ENV}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env.update(extra)
+def remote_scheme(url: str) -> str:
+    """The git transport `url` uses — refused unless it is one of `REMOTE_SCHEMES`. A local path is `file`;
+    `host:path` is ssh and `helper::address` a remote helper such as `ext::`, which runs a command."""
+    if "://" in url:
+        scheme = url.split("://", 1)[0].lower()
+    elif "::" in url:
+        scheme = url.split("::", 1)[0].lower()
+    else:
+        scheme = "ssh" if ":" in url.split("/", 1)[0] else "file"
+    if scheme not in REMOTE_SCHEMES:
+        allowed = ", ".join(sorted(REMOTE_SCHEMES))
+        raise WorkspaceError(
+            f"remote {url}", f"unsupported remote URL scheme {scheme!r} (allowed: {allowed})"
+        )
+    return scheme
+
+
+def network_config(url: str) -> tuple[str, ...]:
+    """Config for a call that talks to `url`: its own protocol only (on top of `protocol.allow=never`), and
+    no credential helper asking for, or storing, anything."""
+    return ("-c", f"protocol.{remote_scheme(url)}.allow=always", "-c", "credential.helper=")
+
+
+def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a git process: `PASSED_ENV` and `LC_*` from the worker, `FIXED_ENV`, `extra`.
+
+    Built up rather than filtered down, so a secret added to the worker's environment later cannot leak."""
+    env = {k: v for k, v in os.environ.items() if k in PASSED_ENV or k.startswith("LC_")}
+    env.setdefault("PATH", os.defpath)
+    env.update(FIXED_ENV)
+    env.update(extra or {})
     return env
 
 
-def _run(
+def run_git(
     args: Sequence[str],
     *,
     cwd: Path,
@@ -121,13 +205,15 @@ def _run(
     check: bool = True,
     timeout: float = GIT_TIMEOUT_S,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run `git <args>` in `cwd`; on a timeout the whole process group is killed."""
+    """Run `git <args>` in `cwd` with `SAFE_CONFIG` and `git_environment(env)`: the one way the bot runs git.
+
+    `secret` is scrubbed from the error; on a timeout the whole process group is killed."""
     command = ["git", *SAFE_CONFIG, *args]
-    shown = redact(shlex.join(["git", *args]), secret)
+    shown = redact(_shown(args), secret)
     process = subprocess.Popen(
         command,
         cwd=cwd,
-        env=_environment(env or {}),
+        env=git_environment(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -145,18 +231,100 @@ def _run(
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
-def _text(args: Sequence[str], *, cwd: Path) -> str:
-    return _run(args, cwd=cwd).stdout.decode(errors="replace")
+def _shown(args: Sequence[str]) -> str:
+    """The command for messages, as a person would type it: without the leading `-c`, `--git-dir` and
+    `--work-tree` options, which are the same plumbing on every call and would crowd out git's answer."""
+    rest = list(args)
+    while len(rest) > 1 and rest[0] in ("-c", "--git-dir", "--work-tree"):
+        del rest[:2]
+    return shlex.join(["git", *rest])
 
 
-def _commit_of(cwd: Path, rev: str) -> str | None:
-    """The commit `rev` names in the repository at `cwd`, or None."""
+def git_text(args: Sequence[str], *, cwd: Path) -> str:
+    """`run_git`'s output as text, for callers that parse it."""
+    return run_git(args, cwd=cwd).stdout.decode(errors="replace")
+
+
+def _commit_of(cwd: Path, rev: str, repo_args: Sequence[str] = ()) -> str | None:
+    """The commit `rev` names in the repository at `cwd` (or `repo_args`' `--git-dir`), or None."""
     if rev.startswith("-"):
         return None
-    result = _run(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=cwd, check=False)
+    args = [*repo_args, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"]
+    result = run_git(args, cwd=cwd, check=False)
     if result.returncode:
         return None
     return result.stdout.decode().strip() or None
+
+
+def check_repository_config(git_dir: Path) -> None:
+    """Refuse a repository whose own config (`config`, and `config.worktree` were it enabled) holds a key
+    outside `ALLOWED_CONFIG_KEYS`: reading the listing runs nothing, and refusing beats neutralising keys one
+    by one."""
+    listing = run_git(
+        ["--git-dir", str(git_dir), "config", "--list", "-z", "--show-scope", "--show-origin"], cwd=git_dir
+    )
+    for origin, key in _repository_settings(listing.stdout):
+        if key.lower() not in ALLOWED_CONFIG_KEYS and not key.lower().startswith(ALLOWED_CONFIG_PREFIXES):
+            raise WorkspaceError(
+                f"config check of {git_dir}",
+                f"{origin} sets `{key}`, which the bot never writes, so it was planted; refusing to run git "
+                "there (such a setting can run programs, redirect pushes or change what gets committed)",
+            )
+
+
+def _repository_settings(listing: bytes) -> Iterator[tuple[str, str]]:
+    """(origin, key) of the repository-scoped entries of `git config --list -z --show-scope --show-origin`;
+    the command-line ones are the bot's own `SAFE_CONFIG`."""
+    fields = listing.decode(errors="replace").split("\0")
+    for scope, origin, entry in zip(fields[0::3], fields[1::3], fields[2::3], strict=False):
+        if scope not in ("command", "system", "global"):
+            yield origin, entry.split("\n", 1)[0]
+
+
+def checked_git_dir(path: Path) -> Path:
+    """The git directory of the checkout (or bare repository) at `path`, for `--git-dir`.
+
+    A linked worktree's `.git` file is writable by whatever runs in the worktree: refused when it is a
+    symlink, points inside the worktree itself, or names a registration that does not point back to it."""
+    dotgit = path / ".git"
+    if dotgit.is_symlink():
+        raise WorkspaceError(f"check {path}", f"{dotgit} is a symbolic link, not what git wrote")
+    if dotgit.is_dir():
+        return dotgit
+    if dotgit.is_file():
+        return _linked_git_dir(path)
+    if (path / "HEAD").is_file() and (path / "objects").is_dir():
+        return path
+    raise WorkspaceError(f"check {path}", f"{path} is not the top of a git repository")
+
+
+def _linked_git_dir(path: Path) -> Path:
+    dotgit = path / ".git"
+    refused = WorkspaceError(f"check {path}", f"{dotgit} is no longer the file git wrote")
+    try:
+        named = Path(dotgit.read_text().removeprefix("gitdir:").strip())
+        admin = named if named.is_absolute() else path / named
+        back = Path((admin / "gitdir").read_text().strip())
+    except (OSError, ValueError):
+        raise refused from None
+    if back.resolve() != dotgit.resolve() or admin.resolve().is_relative_to(path.resolve()):
+        raise refused
+    return admin
+
+
+def protected_paths(paths: Sequence[str]) -> list[str]:
+    """The paths among `paths` a pushed change must not touch: `.github/workflows/` (GitHub runs workflows
+    with the repository's secrets), and `.gitattributes`, `.gitmodules` or a component named `.git` anywhere
+    (they change how git treats files). Compared case-insensitively and without the trailing dots and spaces
+    Windows and macOS filesystems ignore, so a variant that means the same on some checkout is refused too."""
+    return [path for path in paths if _is_protected(path)]
+
+
+def _is_protected(path: str) -> bool:
+    parts = [part.casefold().rstrip(". ") for part in path.split("/")]
+    if parts[:1] == [".github"] and (len(parts) == 1 or parts[1] == "workflows"):
+        return True
+    return any(part in (".git", "git~1", ".gitattributes", ".gitmodules") for part in parts)
 
 
 @contextlib.contextmanager
@@ -215,10 +383,13 @@ class Worktree:
     remote_url: str
     resumed: bool = False
     identity: GitIdentity = DEFAULT_IDENTITY
+    #: The worktree's registration in the mirror, as `prepare` found it before the run could touch anything;
+    #: every git call names it, so a `.git` the run rewrote is never read.
+    git_dir: Path | None = None
     _lock: IO[str] | None = field(default=None, repr=False, compare=False)
 
     def head(self) -> str:
-        return _text(["rev-parse", "HEAD"], cwd=self.path).strip()
+        return self._git(["rev-parse", "HEAD"]).stdout.decode().strip()
 
     def diff(self) -> str:
         """Unified diff from `base_sha` to the working tree, new files included.
@@ -227,22 +398,32 @@ class Worktree:
         its index carries no meaning to preserve, and `commit` stages the same way.
         """
         self._stage()
-        args = ["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "-M", self.base_sha]
-        return _text(args, cwd=self.path)
+        args = ["diff", "--cached", *DIFF_OPTIONS, "-M", self.base_sha]
+        return self._git(args).stdout.decode(errors="replace")
 
     def changed_files(self) -> list[str]:
         """Paths added, modified or deleted since `base_sha` (a rename lists both paths)."""
         self._stage()
-        args = ["diff", "--cached", "--name-only", "--no-renames", "-z", self.base_sha]
-        names = _run(args, cwd=self.path).stdout.split(b"\0")
-        return [os.fsdecode(name) for name in names if name]
+        return self._names("--cached", self.base_sha)
+
+    def pushed_diff(self) -> str:
+        """The committed change a push of HEAD would publish, from where it forked from `base_sha`."""
+        fork = self._git(["merge-base", self.base_sha, "HEAD"], check=False).stdout.decode().strip()
+        return self._git(["diff", *DIFF_OPTIONS, fork or self.base_sha, "HEAD"]).stdout.decode(
+            errors="replace"
+        )
+
+    def pushed_files(self) -> list[str]:
+        """Paths HEAD changes since it forked from `base_sha`: what a push of HEAD would change."""
+        fork = self._git(["merge-base", self.base_sha, "HEAD"], check=False).stdout.decode().strip()
+        return self._names(fork or self.base_sha, "HEAD")
 
     def commit(
         self, message: str, author_name: str | None = None, author_email: str | None = None
     ) -> str | None:
         """Commit every change; the new HEAD, or None when there is nothing to commit."""
         self._stage()
-        unchanged = _run(["diff", "--cached", "--quiet", "HEAD"], cwd=self.path, check=False)
+        unchanged = self._git(["diff", "--cached", "--quiet", *DIFF_OPTIONS, "HEAD"], check=False)
         if unchanged.returncode == 0:
             return None
         name, email = author_name or self.identity.name, author_email or self.identity.email
@@ -252,20 +433,40 @@ class Worktree:
             "GIT_COMMITTER_NAME": name,
             "GIT_COMMITTER_EMAIL": email,
         }
-        args = ["-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify", "-m", message]
-        _run(args, cwd=self.path, env=env)
+        self._git(["commit", "--quiet", "--no-verify", "-m", message], env=env)
         return self.head()
 
     def push(self, token: str | None) -> None:
-        """Push HEAD to the run's branch on the remote, replacing it only if it is still what we last saw."""
+        """Push HEAD to the run's branch on the remote, replacing it only if it is still what we last saw.
+
+        Refused (`ProtectedPathError`) when the branch changes a protected path: GitHub acts on pushed code;
+        refused (`SecretInDiffError`) when it adds a secret: a push is public and cannot be taken back.
+        """
+        self.verify()
+        if touched := protected_paths(self.pushed_files()):
+            raise ProtectedPathError(touched)
+        ensure_no_secrets(self.pushed_diff())
         tracking = f"{REMOTE_REFS}/{self.branch}"
-        expected = _commit_of(self.path, tracking) or ""  # empty: the branch must not exist yet
+        # empty: the branch must not exist yet
+        expected = _commit_of(self.path, tracking, self._repo_args()) or ""
         head = self.head()
         lease = f"--force-with-lease=refs/heads/{self.branch}:{expected}"
-        args = [*NETWORK_CONFIG, "push", "--quiet", "--no-verify", lease, self.remote_url]
+        args = [*network_config(self.remote_url), "push", "--quiet", "--no-verify", lease, self.remote_url]
         args.append(f"{head}:refs/heads/{self.branch}")
-        _run(args, cwd=self.path, env=_remote_env(self.remote_url, token), secret=token)
-        _run(["update-ref", tracking, head], cwd=self.path)
+        self._git(args, env=_remote_env(self.remote_url, token), secret=token)
+        self._git(["update-ref", tracking, head])
+
+    def verify(self) -> None:
+        """Refuse to stage, commit or push when the `.git` file is not the one git wrote, or the repository's
+        config holds a planted setting: either means something in the run tried to reach the bot's git."""
+        git_dir, dotgit = self._admin(), self.path / ".git"
+        try:
+            written = None if dotgit.is_symlink() else dotgit.read_text()
+        except OSError:  # a directory, or gone
+            written = None
+        if written is None or written.strip() != f"gitdir: {git_dir}":
+            raise WorkspaceError(f"check {self.path}", f"{dotgit} is no longer the file git wrote")
+        check_repository_config(git_dir)
 
     def __enter__(self) -> Worktree:
         return self
@@ -280,7 +481,30 @@ class Worktree:
             self._lock = None
 
     def _stage(self) -> None:
-        _run(["add", "-A"], cwd=self.path)
+        self.verify()
+        self._git(["add", "-A"])
+
+    def _names(self, *revs: str) -> list[str]:
+        args = ["diff", "--name-only", "--no-renames", "-z", *DIFF_OPTIONS, *revs]
+        return [os.fsdecode(name) for name in self._git(args).stdout.split(b"\0") if name]
+
+    def _admin(self) -> Path:
+        if self.git_dir is None:  # made without `prepare`: take the `.git` file's word, once
+            self.git_dir = _linked_git_dir(self.path)
+        return self.git_dir
+
+    def _repo_args(self) -> list[str]:
+        return ["--git-dir", str(self._admin()), "--work-tree", str(self.path)]
+
+    def _git(
+        self,
+        args: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        secret: str | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        return run_git([*self._repo_args(), *args], cwd=self.path, env=env, secret=secret, check=check)
 
 
 class Workspace:
@@ -345,29 +569,25 @@ class Workspace:
             with _locked(mirror.with_suffix(".lock")):
                 start, base_sha, resumed = self._start(mirror, repo, branch, base, resume)
                 args = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), start]
-                _run(args, cwd=mirror)
+                run_git(["--git-dir", str(mirror), *args], cwd=mirror)
+                git_dir = _new_git_dir(mirror, path)
         except BaseException:
             lock.close()
             raise
         url = self.remote_url(repo)
-        return Worktree(repo, path, branch, base_sha, url, resumed, self.identity, _lock=lock)
+        return Worktree(repo, path, branch, base_sha, url, resumed, self.identity, git_dir, _lock=lock)
 
     def sync(self, repo: str, *, token: str | None) -> Path:
         """Create the repository's mirror on first use, else fetch what changed; return its path."""
         mirror, url = self.mirror_path(repo), self.remote_url(repo)
-        env = _remote_env(url, token)
+        network = network_config(url)  # an unusable URL is refused before anything is created
         with _locked(mirror.with_suffix(".lock")):
             if not (mirror / "HEAD").is_file():
                 shutil.rmtree(mirror, ignore_errors=True)
-                _run(["init", "--bare", "--quiet", str(mirror)], cwd=mirror.parent)
-            remote_head = _run(
-                [*NETWORK_CONFIG, "ls-remote", "--symref", url, "HEAD"], cwd=mirror, env=env, secret=token
-            ).stdout.decode(errors="replace")
-            fetch = [*NETWORK_CONFIG, "fetch", "--quiet", "--prune", "--no-tags", url, FETCH_REFSPEC]
-            _run(fetch, cwd=mirror, env=env, secret=token)
-            if match := re.search(r"^ref: refs/heads/(\S+)\tHEAD$", remote_head, re.MULTILINE):
-                _run(["symbolic-ref", f"{REMOTE_REFS}/HEAD", f"{REMOTE_REFS}/{match[1]}"], cwd=mirror)
-            _run(["worktree", "prune"], cwd=mirror)
+                run_git(["init", "--bare", "--quiet", str(mirror)], cwd=mirror.parent)
+            check_repository_config(mirror)  # before the fetch, and so before any checkout from the mirror
+            _fetch(mirror, url, network, token)
+            run_git(["--git-dir", str(mirror), "worktree", "prune"], cwd=mirror)
         return mirror
 
     def mark_failed(self, worktree: Worktree) -> None:
@@ -412,18 +632,20 @@ class Workspace:
     ) -> tuple[str, str, bool]:
         """Start commit, base commit, and whether the run resumes a pushed branch."""
         base_sha = self._base(mirror, repo, base)
-        pushed = _commit_of(mirror, f"{REMOTE_REFS}/{branch}") if resume else None
+        pushed = _commit_of(mirror, f"{REMOTE_REFS}/{branch}", _bare(mirror)) if resume else None
         if pushed is None:
             return base_sha, base_sha, False
-        fork = _run(["merge-base", pushed, base_sha], cwd=mirror, check=False).stdout.decode().strip()
-        return pushed, fork or base_sha, True
+        fork = run_git([*_bare(mirror), "merge-base", pushed, base_sha], cwd=mirror, check=False)
+        return pushed, fork.stdout.decode().strip() or base_sha, True
 
     def _base(self, mirror: Path, repo: str, base: str | None) -> str:
         if base is None:
-            found = _commit_of(mirror, f"{REMOTE_REFS}/HEAD")
+            found = _commit_of(mirror, f"{REMOTE_REFS}/HEAD", _bare(mirror))
             what = "the remote's default branch"
         else:
-            found = _commit_of(mirror, f"{REMOTE_REFS}/{base}") or _commit_of(mirror, base)
+            found = _commit_of(mirror, f"{REMOTE_REFS}/{base}", _bare(mirror)) or _commit_of(
+                mirror, base, _bare(mirror)
+            )
             what = repr(base)
         if found is None:
             raise WorkspaceError(f"prepare {repo}", f"cannot find {what} in {repo}")
@@ -431,7 +653,7 @@ class Workspace:
 
     def _check_branch(self, branch: str) -> None:
         self.worktrees.mkdir(parents=True, exist_ok=True)
-        result = _run(["check-ref-format", "--branch", branch], cwd=self.worktrees, check=False)
+        result = run_git(["check-ref-format", "--branch", branch], cwd=self.worktrees, check=False)
         if result.returncode or result.stdout.decode().strip() != branch:
             raise ValueError(f"unusable branch name {branch!r}")
 
@@ -439,18 +661,21 @@ class Workspace:
         """Remove the worktree at `path` (if any), its registration, local branch and markers. The caller
         holds the run lock; unless it keeps using it, the lock file is unlinked before the lock is let go."""
         registration = _registration(path)
+        if registration is not None and not registration[0].is_relative_to(self.mirrors.resolve()):
+            registration = None  # the `.git` file was rewritten to name a repository that is not ours
         if registration is None:
             if path.exists() or path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
         else:
             mirror, checked_out = registration
             with _locked(mirror.with_suffix(".lock")):  # see `prepare`
-                _run(["worktree", "remove", "--force", "--force", str(path)], cwd=mirror, check=False)
+                remove = [*_bare(mirror), "worktree", "remove", "--force", "--force", str(path)]
+                run_git(remove, cwd=mirror, check=False)
                 if path.exists() or path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
-                _run(["worktree", "prune"], cwd=mirror, check=False)
+                run_git([*_bare(mirror), "worktree", "prune"], cwd=mirror, check=False)
                 for name in {branch, checked_out} - {None}:
-                    _run(["branch", "-D", str(name)], cwd=mirror, check=False)
+                    run_git([*_bare(mirror), "branch", "-D", str(name)], cwd=mirror, check=False)
         for suffix in (".failed",) if keep_lock else (".failed", ".lock"):
             self._marker(path.name, suffix).unlink(missing_ok=True)
 
@@ -465,6 +690,31 @@ class Workspace:
 
     def _marker(self, run_id: str, suffix: str) -> Path:
         return self.worktree_path(run_id).with_name(run_id + suffix)
+
+
+def _bare(mirror: Path) -> list[str]:
+    """Name the mirror explicitly, rather than have git discover a repository from the working directory."""
+    return ["--git-dir", str(mirror)]
+
+
+def _fetch(mirror: Path, url: str, network: Sequence[str], token: str | None) -> None:
+    """Fetch the remote's branches into `REMOTE_REFS` and record its default branch."""
+    env = _remote_env(url, token)
+    ls_remote = [*_bare(mirror), *network, "ls-remote", "--symref", url, "HEAD"]
+    remote_head = run_git(ls_remote, cwd=mirror, env=env, secret=token).stdout.decode(errors="replace")
+    fetch = [*_bare(mirror), *network, "fetch", "--quiet", "--prune", "--no-tags", url, FETCH_REFSPEC]
+    run_git(fetch, cwd=mirror, env=env, secret=token)
+    if match := re.search(r"^ref: refs/heads/(\S+)\tHEAD$", remote_head, re.MULTILINE):
+        head = ["symbolic-ref", f"{REMOTE_REFS}/HEAD", f"{REMOTE_REFS}/{match[1]}"]
+        run_git([*_bare(mirror), *head], cwd=mirror)
+
+
+def _new_git_dir(mirror: Path, path: Path) -> Path:
+    """The registration `worktree add` just made for `path`, read before the run could touch the `.git`."""
+    git_dir = _linked_git_dir(path)
+    if git_dir.resolve().parent != (mirror / "worktrees").resolve():
+        raise WorkspaceError(f"prepare {path}", f"{path / '.git'} names {git_dir}, outside {mirror}")
+    return git_dir
 
 
 def _checked_repo(repo: str) -> str:

@@ -12,7 +12,18 @@ from bot.fakes.github import FakeGitHub
 from bot.redis_server import RedisServer
 from bot.sample_repo import FILES, ISSUE_BODY, ISSUE_TITLE, create_bare_remote, write_models_file
 from bot.settings import Settings
-from tests.support import APP_ID, INSTALLATION_ID, OPENAPI, REPO, SECRET, app_key
+from bot.workspace import Workspace, Worktree
+from tests.support import (
+    APP_ID,
+    GIT_REPO,
+    GIT_TOKEN,
+    INSTALLATION_ID,
+    OPENAPI,
+    REPO,
+    SECRET,
+    Prepare,
+    app_key,
+)
 
 
 @pytest.fixture(scope="session")
@@ -98,3 +109,34 @@ def remote(tmp_path: Path, github, worker_env, monkeypatch) -> Path:
     monkeypatch.setenv("GITHUB_GIT_URL", f"file://{remotes}")
     monkeypatch.setenv("ARCHON_MODELS_FILE", str(write_models_file(tmp_path / "models.yml")))
     return bare
+
+
+@pytest.fixture
+def outside_tmp() -> Iterator[Path]:
+    """A directory outside every place the sandbox hides anyway (/tmp, HOME, /run, the working
+    directory), so only the sandbox's `hidden` list can keep what is in it out of sight."""
+    import shutil
+    import uuid
+
+    base = Path("/opt") / f"archon-test-{uuid.uuid4().hex[:8]}"
+    try:
+        base.mkdir(parents=True)
+    except OSError:
+        pytest.skip("cannot create a directory under /opt here")
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def prepare() -> Iterator[Prepare]:
+    """`workspace.prepare` for GIT_REPO with GIT_TOKEN; every worktree is released when the test ends."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+
+        def prepare(workspace: Workspace, run_id: str = "r1", branch: str = "archon/r1", **kw) -> Worktree:
+            return stack.enter_context(workspace.prepare(GIT_REPO, run_id, branch, token=GIT_TOKEN, **kw))
+
+        yield prepare

@@ -7,11 +7,13 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from bot.fakes.stack import app_key_pair
+from bot.workspace import Worktree
 
 DATA = Path(__file__).parent / "data" / "github"
 WEBHOOKS = DATA / "webhooks"
@@ -98,3 +100,9 @@ def installed(event: str = "installation.created") -> dict[str, Any]:
     payload = example(event, installation=None)
     payload["installation"] = {**payload["installation"], "id": INSTALLATION_ID, "app_id": APP_ID}
     return payload
+
+
+#: The repository and token the workspace tests use (`prepare` in conftest.py).
+GIT_REPO = "owner/repo"
+GIT_TOKEN = "ghs_SECRET123"
+Prepare = Callable[..., Worktree]

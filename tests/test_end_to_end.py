@@ -143,11 +143,11 @@ def test_serve_runs_the_whole_bot_with_an_embedded_redis(tmp_path) -> None:
         assert gh.violations == []
 
 
-def wait_healthy(url: str, timeout: float = 30) -> None:
+def wait_healthy(url: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(requests.ConnectionError):
-            if requests.get(url, timeout=1).status_code == 200:
+        with contextlib.suppress(requests.RequestException):  # a read timeout while gunicorn imports too
+            if requests.get(url, timeout=5).status_code == 200:
                 return
         time.sleep(0.2)
     raise TimeoutError(url)

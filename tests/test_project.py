@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from bot.demo import run_demo
@@ -73,3 +75,11 @@ def test_demo_runs_end_to_end() -> None:
     assert '+    return "-".join(re.findall(r"[a-z0-9]+", title.lower()))' in text
     assert "Tests pass." in text and "__pycache__" not in text
     assert "62 / 70" in text and "inline on textkit/slug.py:8" in text
+
+
+@pytest.mark.skipif(not os.environ.get("CI"), reason="only CI must have bubblewrap")
+def test_ci_runs_the_suite_with_the_sandbox() -> None:
+    """`.ci/run` installs bubblewrap, so in CI the sandbox tests never skip."""
+    from bot.sandbox import bwrap_problem
+
+    assert bwrap_problem() is None

@@ -217,6 +217,19 @@ def test_healthz_reports_redis(client) -> None:
     assert response.status_code == 200 and response.json["redis"] == "ok"
 
 
+def test_healthz_says_how_commands_run(settings, redis_conn, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot import sandbox
+
+    answer = create_app(settings, redis_conn).test_client().get("/healthz").json["sandbox"]
+    assert answer.startswith("bubblewrap, network none") or "unsandboxed" in answer
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bwrap is not installed")
+    answer = create_app(settings, redis_conn).test_client().get("/healthz").json["sandbox"]
+    assert answer == "unavailable (bwrap is not installed): commands run unsandboxed"
+    off = settings.model_copy(update={"archon_sandbox": "off"})
+    answer = create_app(off, redis_conn).test_client().get("/healthz").json["sandbox"]
+    assert "ARCHON_SANDBOX=off" in answer
+
+
 def test_refuses_to_start_without_a_secret(redis_conn) -> None:
     with pytest.raises(ConfigurationError, match="GITHUB_WEBHOOK_SECRET"):
         create_app(Settings(_env_file=None, github_webhook_secret=None), redis_conn)

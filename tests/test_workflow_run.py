@@ -11,7 +11,7 @@ import redis
 from rq import Queue
 
 from bot.runs import NodeState, RunState, RunStore
-from bot.sample_repo import ISSUE_TITLE
+from bot.sample_repo import ISSUE_BODY, ISSUE_TITLE
 from tests.support import INSTALLATION_ID, REPO, labeled
 from tests.test_triage import bot_comments, command, deliver, work
 
@@ -29,7 +29,9 @@ def comments_of(github, kind: str) -> list[dict]:
 
 
 def test_label_to_plan_comment_and_draft_pull_request(github, redis_conn: redis.Redis, remote: Path) -> None:
-    deliver(redis_conn, "issues", labeled("archon:plan-opus impl-kimi", sender="maintainer"))
+    payload = labeled("archon:plan-opus impl-kimi", sender="maintainer")
+    payload["issue"].update(title=ISSUE_TITLE, body=ISSUE_BODY)  # the delivery carries the issue as it is
+    deliver(redis_conn, "issues", payload)
     work(redis_conn)
     work(redis_conn, RUNS)
     [record] = RunStore(redis_conn).for_issue(REPO, 1)

@@ -8,19 +8,18 @@ import dataclasses
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from bot.workspace import REDACTED, Workspace, WorkspaceError, Worktree, auth_env, redact
+from tests.support import GIT_REPO as REPO
+from tests.support import GIT_TOKEN as TOKEN
+from tests.support import Prepare
 
-REPO = "owner/repo"
-TOKEN = "ghs_SECRET123"
-Prepare = Callable[..., Worktree]
 IDENTITY = [
     "-c",
     "user.name=Test",
@@ -69,17 +68,6 @@ def git_url(tmp_path: Path) -> str:
 @pytest.fixture
 def workspace(tmp_path: Path, git_url: str, remote: Path) -> Workspace:
     return Workspace(tmp_path / "data", git_url)
-
-
-@pytest.fixture
-def prepare() -> Iterator[Prepare]:
-    """`workspace.prepare` for REPO with TOKEN; every worktree is released when the test ends."""
-    with ExitStack() as stack:
-
-        def prepare(workspace: Workspace, run_id: str = "r1", branch: str = "archon/r1", **kw) -> Worktree:
-            return stack.enter_context(workspace.prepare(REPO, run_id, branch, token=TOKEN, **kw))
-
-        yield prepare
 
 
 class RecordingHandler(BaseHTTPRequestHandler):

@@ -5,22 +5,18 @@ JSON schema the tool's parameters — plus a handler. `Toolbox.call` takes the m
 always returns a `ToolResult`: a model's mistake (bad JSON, a wrong field, a path outside the worktree, a
 missing file) comes back as an error the model can act on, never as an exception that ends the run.
 
-Path confinement covers the file tools. `run` executes in the worktree with a scrubbed environment (no API
-keys, no tokens) and a private HOME, but it is not a sandbox: isolating commands is the container's job.
-Known secret values are redacted from every result, whichever tool produced it.
+Path confinement covers the file tools. `run` (and every command the bot runs for a repository) goes through
+the one command runner, `bot.sandbox`: bubblewrap with the worktree writable, secrets and other runs out of
+sight, no network, limits, and the whole process tree killed with the command. Known secret values are
+redacted from every result as well, whichever tool produced it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -31,6 +27,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.providers.types import ToolSpec
+from bot.sandbox import ENV_ALLOWLIST, Completed, Sandbox
+from bot.secrets import default_redactor
 
 READ_ONLY = ("list_dir", "read_file", "search")
 ALL = (*READ_ONLY, "write_file", "edit_file", "run")
@@ -47,13 +45,14 @@ DEFAULT_RUN_TIMEOUT_S = 120
 MAX_RUN_TIMEOUT_S = 600
 DEFAULT_MAX_OUTPUT_CHARS = 30_000
 MIN_OUTPUT_CHARS = 1000
-DEFAULT_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ")
+DEFAULT_ENV_ALLOWLIST = ENV_ALLOWLIST
 REDACTED = "[REDACTED]"
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|PRIVATE", re.IGNORECASE)
 _MIN_SECRET_CHARS = 8
 _BINARY_SNIFF_BYTES = 8192
-_DRAIN_TIMEOUT_S = 5
+#: Bytes of a command's output kept (head and tail) before redaction and the character cap.
+_MAX_OUTPUT_BYTES = 1_000_000
 
 
 class ToolError(Exception):
@@ -67,6 +66,7 @@ class CommandResult(BaseModel):
     output: str
     exit_code: int
     timed_out: bool = False
+    duration_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -162,15 +162,18 @@ class Toolbox:
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         env_allowlist: Iterable[str] = DEFAULT_ENV_ALLOWLIST,
         secrets: Iterable[str] = (),
+        sandbox: Sandbox | None = None,
     ) -> None:
         """`secrets` adds values minted at run time (an installation token) to those found in the
-        environment; all of them are redacted from results."""
+        environment; all of them are redacted from results. `sandbox` is the deployment's command runner
+        (`Sandbox(SandboxPolicy.from_settings(settings))`); the default one hides no deployment paths."""
         self.root = Path(root).resolve(strict=True)
         self.allowed = _known_tools(allowed)
         self.run_timeout_s = _bounded("run_timeout_s", run_timeout_s, 1, MAX_RUN_TIMEOUT_S)
         self.max_output_chars = _bounded("max_output_chars", max_output_chars, MIN_OUTPUT_CHARS, None)
         self.env_allowlist = _safe_env_names(env_allowlist)
         self.shell = shutil.which("bash") or "/bin/sh"
+        self.sandbox = sandbox or Sandbox()
         self._secrets = _secret_pieces([*_secret_env_values(os.environ), *secrets])
 
     def specs(self) -> list[ToolSpec]:
@@ -190,11 +193,15 @@ class Toolbox:
     def execute(self, command: str, timeout_s: int | None = None) -> CommandResult:
         """Run a command the bot (not the model) chose — validation, a workflow's shell node — with the
         same scrubbed environment, process-group kill, redaction and output cap as the `run` tool."""
-        timeout = timeout_s or self.run_timeout_s
-        with tempfile.TemporaryDirectory(prefix="archon-home-") as home:
-            output, timed_out, code = _execute(self, command, timeout, home)
-        text = _middle_cut(self.redact(output.decode("utf-8", errors="replace")), self.max_output_chars)
-        return CommandResult(command=command, output=text, exit_code=code, timed_out=timed_out)
+        done = self._sandboxed(command, timeout_s or self.run_timeout_s)
+        text = _middle_cut(self.redact(done.output.decode("utf-8", errors="replace")), self.max_output_chars)
+        return CommandResult(
+            command=command,
+            output=text,
+            exit_code=done.exit_code,
+            timed_out=done.timed_out,
+            duration_s=round(done.duration_s, 3),
+        )
 
     def resolve(self, path: str) -> Path:
         """The real location of `path`, refused when it leaves the worktree or enters `.git`.
@@ -216,17 +223,26 @@ class Toolbox:
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def run_env(self, home: str) -> dict[str, str]:
-        """Only allowlisted variables, so keys and tokens in the worker's environment stay there."""
-        env = {name: os.environ[name] for name in self.env_allowlist if name in os.environ}
-        # No bytecode caches: they would show up in the diff as stray files the change never meant.
-        env.update(HOME=home, TMPDIR=home, GIT_TERMINAL_PROMPT="0", PYTHONDONTWRITEBYTECODE="1")
-        return env
+    def run_env(self) -> dict[str, str]:
+        """Only allowlisted variables, so keys and tokens in the worker's environment stay there (the
+        sandbox adds its private HOME and TMPDIR)."""
+        return {name: os.environ[name] for name in self.env_allowlist if name in os.environ}
+
+    def _sandboxed(self, command: str, timeout: int) -> Completed:
+        return self.sandbox.run(
+            [self.shell, "-c", command],
+            root=self.root,
+            timeout_s=timeout,
+            max_output_bytes=_MAX_OUTPUT_BYTES,
+            env=self.run_env(),
+        )
 
     def redact(self, text: str) -> str:
+        """This toolbox's secrets, then the process's redactor (settings, `.env`, the key, minted tokens,
+        in their common encodings)."""
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return text
+        return default_redactor().redact(text)
 
     def _tool(self, name: str) -> _Tool:
         if name in self.allowed:
@@ -497,67 +513,15 @@ def _edit_file(box: Toolbox, args: EditFileArgs) -> str:
 
 # --- The shell.
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
 
 def _run(box: Toolbox, args: RunArgs) -> str:
     timeout = args.timeout_s or box.run_timeout_s
-    with tempfile.TemporaryDirectory(prefix="archon-home-") as home:
-        output, timed_out, code = _execute(box, args.command, timeout, home)
-    text = output.decode("utf-8", errors="replace") or "(no output)"
-    if timed_out:
+    done = box._sandboxed(args.command, timeout)
+    text = done.output.decode("utf-8", errors="replace") or "(no output)"
+    if done.timed_out:
         raise ToolError(f"command timed out after {timeout}s and was killed. Partial output:\n{text}")
     body = text.removesuffix("\n")
-    return f"{body}\nexit code: {code}"
-
-
-def _die_with_parent() -> None:
-    """Linux: the command gets SIGKILL if the thread that started it dies — a job stopped by
-    `/archon cancel` or a killed worker then leaves no command running until its own timeout. (Tools
-    run on the job's own thread, never on a short-lived helper thread, for this reason.)"""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass  # not Linux: the timeout and `_kill_group` still apply
-
-
-def _execute(box: Toolbox, command: str, timeout: int, home: str) -> tuple[bytes, bool, int]:
-    """Run in a new session so the whole process group can be killed, stragglers included."""
-    proc = subprocess.Popen(
-        [box.shell, "-c", command],
-        cwd=box.root,
-        env=box.run_env(home),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
-    try:
-        output, timed_out = _communicate(proc, timeout)
-    finally:
-        _kill_group(proc)
-        proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
-    return output, timed_out, proc.returncode
-
-
-def _communicate(proc: subprocess.Popen[bytes], timeout: int) -> tuple[bytes, bool]:
-    try:
-        return proc.communicate(timeout=timeout)[0], False
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-    try:
-        return proc.communicate(timeout=_DRAIN_TIMEOUT_S)[0], True
-    except subprocess.TimeoutExpired as exc:  # a descendant left the group and still holds the pipe
-        return exc.output or b"", True
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    return f"{body}\nexit code: {done.exit_code}"
 
 
 # --- The command surface.

@@ -3,7 +3,8 @@
 Written line by line (and flushed) so a run that is killed still leaves what it did. Each line is
 `{"t": seconds since start, "event": ..., ...}`; messages use the provider-neutral schema, so a
 transcript can be read back into a script (`bot.providers.scripted.turns_from_messages`).
-Tool outputs arrive already redacted by the toolbox; the system prompt and task are the bot's own text.
+Every line is redacted before it is written (`bot.secrets`): tool outputs arrive redacted by the toolbox,
+but a model can echo a secret in its own words, and a task can quote one from an issue or a `.env` file.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
+from bot.secrets import Redactor, default_redactor
+
 
 class Transcript:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, redactor: Redactor | None = None) -> None:
+        """`redactor` defaults to the process's (`bot.secrets.install`), looked up at each write."""
         self.path = path
+        self._redactor = redactor
         self._file: IO[str] | None = None
         self._started = time.monotonic()
         if path is not None:
@@ -32,7 +37,8 @@ class Transcript:
         line.update(
             {k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v for k, v in fields.items()}
         )
-        self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
+        redacted = (self._redactor or default_redactor()).redact_obj(line)
+        self._file.write(json.dumps(redacted, ensure_ascii=False) + "\n")
         self._file.flush()
 
     def close(self) -> None:

@@ -39,6 +39,7 @@ from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry
 from bot.runconfig import DEFAULT_WORKFLOW
 from bot.runner import execute, run_on_github
 from bot.runs import IssueInfo, RunRecord, RunState, RunStore, now
+from bot.secrets import describe_error
 from bot.settings import Settings, load_settings
 from bot.workflow.schema import REPO_DIR, Workflow, load_workflows
 from bot.workspace import Workspace
@@ -224,7 +225,7 @@ def _reason(exc_type: type, value: BaseException, job: Job) -> str:
         return f"timed out after {job.timeout}s (hung or too slow) and was stopped"
     if name == "AbandonedJobError":
         return "its worker stopped (killed or its machine went away)"
-    return f"{name}: {' '.join(str(value).split())}"[:300]
+    return describe_error(value)
 
 
 # --- the report --------------------------------------------------------------------------------------

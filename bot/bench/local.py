@@ -31,6 +31,7 @@ from bot.bench.results import BenchSpec, CellResult
 from bot.local import LocalRepo, _new_id, open_repo, read_issue_file, run_record
 from bot.runconfig import DEFAULT_WORKFLOW
 from bot.runs import IssueInfo, now
+from bot.secrets import describe_error
 from bot.settings import ConfigurationError, Settings
 from bot.triggers import Role
 
@@ -128,5 +129,5 @@ def _cell(
     try:
         run_record(local, record, local.workflows[DEFAULT_WORKFLOW], folder, settings, console)
     except Exception as error:  # a crashed cell is a failed row with its reason, and the matrix goes on
-        return cell_result(key, record, f"{type(error).__name__}: {error}"[:300])
+        return cell_result(key, record, describe_error(error))
     return cell_result(key, record)

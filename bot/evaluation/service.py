@@ -4,7 +4,6 @@ node, by `/archon evaluate` on any pull request, and by `archon-bot evaluate` at
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from bot.evaluation.review import anchor, render_review
 from bot.evaluation.schema import Evaluation
 from bot.evaluation.signals import measure
 from bot.providers.types import ModelSlot, Usage
+from bot.sandbox import Sandbox
+from bot.workspace import DIFF_OPTIONS, checked_git_dir, git_text, network_config, run_git
 
 VALIDATE_TIMEOUT_S = 900
 
@@ -70,7 +71,11 @@ def judge_change(
 
 
 def validate_at(
-    repo_dir: Path, commit: str, commands: Sequence[str], secrets: Sequence[str] = ()
+    repo_dir: Path,
+    commit: str,
+    commands: Sequence[str],
+    secrets: Sequence[str] = (),
+    sandbox: Sandbox | None = None,
 ) -> bool | None:
     """Run the validation commands on `commit` in a throwaway checkout (the "before" signal).
 
@@ -79,26 +84,13 @@ def validate_at(
     """
     if not commands:
         return None
-    sha = subprocess.run(
-        ["git", "-C", str(repo_dir), "rev-parse", "--verify", f"{commit}^{{commit}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    git_dir = checked_git_dir(repo_dir)
+    sha = _commit_sha(git_dir, commit)
     scratch = Path(tempfile.mkdtemp(prefix="archon-before-"))
     checkout = scratch / "tree"
     try:
-        subprocess.run(
-            ["git", "clone", "--quiet", "--shared", "--no-checkout", str(repo_dir), str(checkout)],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            ["git", "-C", str(checkout), "checkout", "--quiet", "--detach", sha],
-            check=True,
-            capture_output=True,
-        )
-        box = Toolbox(checkout, (), secrets=secrets)
+        _clone_at(git_dir, sha, checkout)
+        box = Toolbox(checkout, (), secrets=secrets, sandbox=sandbox)
         return all(box.execute(command, VALIDATE_TIMEOUT_S).ok for command in commands)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -117,11 +109,24 @@ def diff_from_patches(files: Sequence[tuple[str, str, str | None]]) -> str:
     return "".join(parts)
 
 
+def _commit_sha(git_dir: Path, commit: str) -> str:
+    args = ["--git-dir", str(git_dir), "rev-parse", "--verify", "--end-of-options", f"{commit}^{{commit}}"]
+    return git_text(args, cwd=git_dir).strip()
+
+
+def _clone_at(git_dir: Path, sha: str, checkout: Path) -> None:
+    """Check `sha` out at `checkout`, cloned from the repository's common directory rather than from a
+    worktree path, so the clone never goes through a `.git` file the checkout's own code could rewrite.
+    The clone's config is git's fresh one: no filter or hook the repository's config defines runs."""
+    common = git_text(
+        ["--git-dir", str(git_dir), "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=git_dir
+    ).strip()
+    clone = [*network_config(common), "clone", "--quiet", "--shared", "--no-checkout", common, str(checkout)]
+    run_git(clone, cwd=checkout.parent)
+    run_git(["checkout", "--quiet", "--detach", sha], cwd=checkout)
+
+
 def git_diff(repo_dir: Path, base: str, head: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo_dir), "diff", "--no-color", "--no-renames", f"{base}...{head}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
+    """`base...head` as a unified diff, with no external diff or textconv program the repository names."""
+    args = ["--git-dir", str(checked_git_dir(repo_dir)), "diff", *DIFF_OPTIONS, "--no-renames"]
+    return git_text([*args, f"{base}...{head}"], cwd=repo_dir)

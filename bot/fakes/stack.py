@@ -154,17 +154,17 @@ class LocalStack:
         self._wait_healthy()
         return self
 
-    def _wait_healthy(self, timeout: float = 30.0) -> None:
+    def _wait_healthy(self, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.supervisor is not None
             if dead := self.supervisor.exited():
                 raise RuntimeError(f"{dead} exited while starting; see its output above")
             try:
-                if requests.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                if requests.get(f"{self.base_url}/healthz", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # refused, reset, or a read timeout while gunicorn still imports: not yet healthy
             time.sleep(0.2)
         raise TimeoutError(f"the web process did not become healthy within {timeout}s")
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from github import Auth, Github, GithubIntegration, GithubRetry
 
+from bot.secrets import register_secret
 from bot.settings import Settings
 
 #: Seconds per HTTP request to GitHub; PyGithub's retry handles 5xx and rate limits on top.
@@ -37,7 +38,12 @@ def installation_client(settings: Settings, installation_id: int) -> tuple[Githu
     """
     auth = app_auth(settings).get_installation_auth(installation_id)
     github = _client(settings, auth)
-    return github, lambda: auth.token
+
+    def token() -> str:
+        # Every minted token joins the process's redactor before anyone can print it.
+        return register_secret(auth.token)
+
+    return github, token
 
 
 def _client(settings: Settings, auth: Auth.AppInstallationAuth) -> Github:

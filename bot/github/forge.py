@@ -2,6 +2,9 @@
 
 Every comment the bot writes carries a marker (`markers`); `upsert_comment` looks for it first, so a
 retried job, a duplicate job or a 5xx followed by a retry never posts twice.
+
+Being the one writer, it is where redaction (`bot.secrets`) is certain to happen: every comment, pull
+request title and body, review body and inline comment is redacted before it is sent, whoever wrote it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from github.IssueComment import IssueComment
 
 from bot.github.markers import has_marker, with_marker
 from bot.labels import LabelSpec
+from bot.secrets import Redactor, default_redactor
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +35,14 @@ class PostedComment:
 class RepoForge:
     """One repository, seen through an installation client."""
 
-    def __init__(self, github: Github, full_name: str) -> None:
+    def __init__(self, github: Github, full_name: str, redactor: Redactor | None = None) -> None:
+        """`redactor` defaults to the process's (`bot.secrets.install`), looked up at each write."""
         self.full_name = full_name
         self.repo = github.get_repo(full_name)  # lazy: the client is built with lazy=True
+        self._redactor = redactor
+
+    def _redact(self, text: str) -> str:
+        return (self._redactor or default_redactor()).redact(text)
 
     # --- who asked ---------------------------------------------------------------------------
 
@@ -61,6 +70,7 @@ class RepoForge:
 
     def upsert_comment(self, issue: int, kind: str, key: str, body: str) -> PostedComment:
         """Create the comment with this marker, or edit the one that already exists."""
+        body = self._redact(body)
         text = body if has_marker(body, kind, key) else with_marker(body, kind, key)
         existing = self.find_comment(issue, kind, key)
         if existing is None:
@@ -74,7 +84,7 @@ class RepoForge:
         """Edit a known comment; if it was deleted, post it again rather than lose the update."""
         try:
             comment = self.repo.get_issue(issue).get_comment(comment_id)
-            comment.edit(body)
+            comment.edit(self._redact(body))
             return PostedComment(comment.id, comment.html_url)
         except UnknownObjectException:
             log.warning("comment %s on %s#%s is gone; posting anew", comment_id, self.full_name, issue)
@@ -88,6 +98,7 @@ class RepoForge:
         The body carries a `pull` marker keyed by the run, so a PR is recognisable as this run's even
         after people edit its title.
         """
+        title, body = self._redact(title), self._redact(body)
         text = body if has_marker(body, PULL_KIND, key) else with_marker(body, PULL_KIND, key)
         owner = self.full_name.split("/", 1)[0]
         for pull in self.repo.get_pulls(state="open", head=f"{owner}:{head}"):
@@ -114,8 +125,10 @@ class RepoForge:
         for review in pull.get_reviews():
             if review.body and has_marker(review.body, REVIEW_KIND, key):
                 return review.id
+        body = self._redact(body)
         text = body if has_marker(body, REVIEW_KIND, key) else with_marker(body, REVIEW_KIND, key)
-        return pull.create_review(body=text, event="COMMENT", comments=comments).id
+        inline = [{**c, "body": self._redact(str(c["body"]))} if "body" in c else c for c in comments]
+        return pull.create_review(body=text, event="COMMENT", comments=inline).id
 
     # --- repository content and labels --------------------------------------------------------
 

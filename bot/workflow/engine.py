@@ -24,17 +24,22 @@ from bot.agent.loop import Agent, AgentLimits
 from bot.agent.tools import Toolbox
 from bot.providers.types import ModelSlot
 from bot.runs import NodeRun, NodeState, RunRecord, RunState, now
+from bot.sandbox import Sandbox
+from bot.secrets import describe_error
+from bot.untrusted import NOTICE, fence
 from bot.workflow import dag
 from bot.workflow.report import pull_request_body, pull_request_title
 from bot.workflow.schema import AgentNode, BuiltinNode, ShellNode, Workflow
-from bot.workflow.templates import evaluate, render
+from bot.workflow.templates import evaluate, render, render_shell
 from bot.workspace import Worktree
 
 log = logging.getLogger(__name__)
 
 Node = AgentNode | ShellNode | BuiltinNode
 WRITE_TOOLS = {"write_file", "edit_file", "run"}
-DEFAULT_SYSTEM = "You are a careful software engineer working in a git repository with the tools provided."
+DEFAULT_SYSTEM = (
+    "You are a careful software engineer working in a git repository with the tools provided. " + NOTICE
+)
 VALIDATE_TIMEOUT_S = 900
 NO_VALIDATION = (
     "No validation commands are configured (`validate:` in `.github/archon.yml`) and none were detected."
@@ -71,6 +76,8 @@ class RunServices:
     base_limits: AgentLimits = field(default_factory=AgentLimits)
     push_token: Callable[[], str | None] = lambda: None
     secrets: Sequence[str] = ()
+    #: The one command runner (bubblewrap under the deployment's policy) for tools, validation, shell nodes.
+    sandbox: Sandbox = field(default_factory=Sandbox)
     evaluate: Callable[[RunRecord, dict[str, Any], NodeRun], dict[str, Any]] | None = None
     push: bool = True  # `archon-bot run` keeps the branch local and writes the diff to its folder
     #: Exceptions that stop the whole job rather than fail a node (a job timeout from the queue).
@@ -146,7 +153,7 @@ class Engine:
                 raise
             except Exception as error:  # a bug or an outage: the node fails visibly, the run stops
                 log.exception("node %s of run %s crashed", node.id, self.record.run_id)
-                return self._failed(state, f"{type(error).__name__}: {' '.join(str(error).split())}"[:300])
+                return self._failed(state, describe_error(error))
             if index < 0:
                 return Outcome(RunState.WAITING, self._waiting_summary())
         return Outcome(RunState.DONE, self._done_summary())
@@ -196,6 +203,8 @@ class Engine:
     # --- the run context (see bot/workflow/schema.py) ------------------------------------------
 
     def context(self, node: Node) -> dict[str, Any]:
+        """What templates read. Text people wrote (the issue, revise feedback) arrives cleaned and
+        fenced as untrusted data (`bot.untrusted`), so no template can hand it to a model bare."""
         record = self.record
         issue = record.issue
         finished = {
@@ -211,13 +220,16 @@ class Engine:
             inputs[name] = finished.get(source, {}).get(output, "")
         return {
             **finished,
-            "issue": issue.model_dump()
-            if issue
-            else {"number": record.config.issue, "title": "", "body": "", "url": ""},
+            "issue": {
+                "number": record.config.issue,
+                "title": fence("issue-title", issue.title, author=issue.author) if issue else "",
+                "body": fence("issue-body", issue.body, author=issue.author) if issue else "",
+                "url": issue.url if issue else "",
+            },
             "repo": {"full_name": record.config.repo, "default_branch": record.default_branch or "main"},
             "run": {"id": record.run_id, "branch": record.branch or "", "pairing": record.config.pairing()},
             "inputs": inputs,
-            "feedback": record.feedback,
+            "feedback": fence("feedback", record.feedback),
             "attempt": max(1, record.nodes[node.id].attempts),
             "validation": self._latest_validation(),
         }
@@ -252,7 +264,7 @@ class Engine:
         where = f"node `{node.id}`"
         system = render(node.system or DEFAULT_SYSTEM, context, where=f"{where} `system`")
         prompt = render(node.prompt, context, where=f"{where} `prompt`")
-        toolbox = Toolbox(self.services.worktree.path, node.tool_names(), secrets=self.services.secrets)
+        toolbox = self._toolbox(node.tool_names())
         transcript = self.services.run_dir / "transcripts" / f"{node.id}-{state.attempts}.jsonl"
         agent = Agent(chain, toolbox, node.limits(self.services.base_limits), node.reasoning, transcript)
         try:
@@ -268,8 +280,8 @@ class Engine:
         return {"text": result.final_text}
 
     def _shell(self, node: ShellNode, context: dict[str, Any]) -> dict[str, Any]:
-        command = render(node.command, context, where=f"node `{node.id}` `command`")
-        box = Toolbox(self.services.worktree.path, (), secrets=self.services.secrets)
+        command = render_shell(node.command, context, where=f"node `{node.id}` `command`")
+        box = self._toolbox(())
         result = box.execute(command, int(node.timeout_s or VALIDATE_TIMEOUT_S))
         if not result.ok:
             why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
@@ -289,7 +301,7 @@ class Engine:
         commands = list(self.services.validate_commands)
         if not commands:
             return {"passed": True, "output": NO_VALIDATION, "commands": []}
-        box = Toolbox(self.services.worktree.path, (), secrets=self.services.secrets)
+        box = self._toolbox(())
         parts, passed = [], True
         for command in commands:
             result = box.execute(command, int(node.timeout_s or VALIDATE_TIMEOUT_S))
@@ -329,6 +341,11 @@ class Engine:
         return self.services.evaluate(self.record, context, state)
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _toolbox(self, tools: Sequence[str]) -> Toolbox:
+        """Tools bound to the run's worktree, running commands through the deployment's sandbox."""
+        services = self.services
+        return Toolbox(services.worktree.path, tools, secrets=services.secrets, sandbox=services.sandbox)
 
     def _checkpoint(self, message: str) -> None:
         """Commit and push work in progress, so a retry anywhere continues from it."""

@@ -8,6 +8,7 @@ are given and cannot reach Python internals, and through them the bot's secrets.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -19,6 +20,18 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
+def _shell_word(value: Any) -> str:
+    """Every `{{ … }}` of a shell command becomes one quoted word: values come from issues and models."""
+    return shlex.quote("" if value is None else str(value))
+
+
+#: Shell commands: the same sandbox, but each expression's output is shell-quoted (`finalize` sees every
+#: `{{ … }}` value, never the template's literal text), so a title like `x"; rm -rf ~; "` stays data.
+_SHELL_ENV = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False, finalize=_shell_word
+)
+
+
 class TemplateError(ValueError):
     """A template or expression that does not parse or does not render; the message says where."""
 
@@ -27,6 +40,23 @@ def render(template: str, context: Mapping[str, Any], where: str = "template") -
     """Render `template` with `context`; an undefined variable raises `TemplateError` naming `where`."""
     try:
         return _template(template).render(context)
+    except jinja2.TemplateError as error:
+        raise _error(error, where) from error
+
+
+def render_shell(template: str, context: Mapping[str, Any], where: str = "command") -> str:
+    """Render a shell node's `command`: like `render`, with every interpolated value shell-quoted.
+
+    A quoted word is only safe where the shell reads words, so `{{ … }}` inside quotes, a comment or a
+    here-document (where the value's own quotes would end the author's) is refused, naming `where`.
+    """
+    try:
+        if spot := _unsafe_spot(_skeleton(template)):
+            raise TemplateError(
+                f"{where}: a `{{{{ … }}}}` value is {spot}; values are shell-quoted for you, so write it "
+                'as a word of its own (`echo {{ issue.title }}`, not `echo "{{ issue.title }}"`)'
+            )
+        return _shell_template(template).render(context)
     except jinja2.TemplateError as error:
         raise _error(error, where) from error
 
@@ -80,8 +110,59 @@ def _template(source: str) -> jinja2.Template:
 
 
 @lru_cache(maxsize=256)
+def _shell_template(source: str) -> jinja2.Template:
+    return _SHELL_ENV.from_string(source)
+
+
+@lru_cache(maxsize=256)
 def _expression(source: str) -> Callable[..., Any]:
     return _ENV.compile_expression(source, undefined_to_none=False)
+
+
+_VALUE = "\0"  # stands for one `{{ … }}` in a command's skeleton
+
+
+@lru_cache(maxsize=256)
+def _skeleton(source: str) -> str:
+    """The command's literal text with each `{{ … }}` replaced by `_VALUE` (tags and comments dropped)."""
+    parts = []
+    for _, kind, value in _SHELL_ENV.lex(source):
+        if kind == "variable_begin":
+            parts.append(_VALUE)
+        elif kind == "data":
+            parts.append(value)
+    return "".join(parts)
+
+
+def _unsafe_spot(skeleton: str) -> str | None:
+    """Where a value sits that quoting cannot protect: in quotes, a comment or a here-document."""
+    quote, previous, index, heredoc = "", " ", 0, False
+    while index < len(skeleton):
+        char = skeleton[index]
+        if char == _VALUE and (quote or heredoc):
+            return _SPOTS.get(quote, "inside a here-document")
+        if quote == "#":  # a comment, until the end of its line
+            quote = "" if char == "\n" else quote
+        elif quote == "'":
+            quote = "" if char == "'" else quote
+        elif char == "\\":
+            index += 1  # an escaped character, in double quotes, backquotes or outside
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"`" or (char == "#" and previous in " \t\n;&|()"):
+            quote = char
+        elif skeleton.startswith("<<", index) and not skeleton.startswith("<<<", index):
+            heredoc = True
+        previous, index = char, index + 1
+    return None
+
+
+_SPOTS = {
+    "'": "inside single quotes",
+    '"': "inside double quotes",
+    "`": "inside backquotes",
+    "#": "inside a comment",
+}
 
 
 def _parse(source: str, expression: bool) -> nodes.Template:
