@@ -181,3 +181,47 @@ def _markers(text: str) -> list[str]:
     import re
 
     return re.findall(r"PROBE:[a-z-]+:(?:LEAKED|SAFE)", text)
+
+
+def _implementer_writes(scripts: Path, path: str, content: str) -> None:
+    """An implementer that slips one extra file into an otherwise good change."""
+    from importlib import resources
+
+    bundled = Path(str(resources.files("bot.providers.scripts") / "demo-kimi-implement.jsonl"))
+    write = ScriptedToolCall(name="write_file", arguments={"path": path, "content": content})
+    scripts.mkdir(parents=True, exist_ok=True)
+    (scripts / "demo-kimi-implement.jsonl").write_text(
+        dump_script([ScriptedTurn(text="Adding a helper file.", tool_calls=[write]), *load_script(bundled)])
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "reason"),
+    [
+        ("textkit/config.py", 'TOKEN = "ghp_' + "Ab3" * 12 + '"\n', "textkit/config.py:1"),
+        (".github/workflows/exfiltrate.yml", "on: push\njobs: {}\n", ".github/workflows/exfiltrate.yml"),
+        (".gitattributes", "* filter=evil\n", ".gitattributes"),
+    ],
+    ids=["secret", "workflow", "gitattributes"],
+)
+def test_a_change_that_must_not_be_pushed_is_not_and_the_status_says_why(
+    github, redis_conn: redis.Redis, remote: Path, tmp_path: Path, monkeypatch, path, content, reason
+) -> None:
+    _implementer_writes(tmp_path / "scripts", path, content)
+    monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(tmp_path / "scripts"))
+    payload = labeled("archon:plan-opus impl-kimi", sender="maintainer")
+    payload["issue"].update(title=ISSUE_TITLE, body=ISSUE_BODY)
+    deliver(redis_conn, "issues", payload)
+    work(redis_conn)
+    work(redis_conn, RUNS)
+
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    assert record.state is RunState.FAILED and record.nodes["implement"].state == "failed"
+    assert reason in (record.error or "") and "ghp_" not in (record.error or "")
+    branches = subprocess.run(
+        ["git", "--git-dir", str(remote), "branch", "--list", "archon/*"], capture_output=True, text=True
+    ).stdout
+    assert branches.strip() == ""  # nothing was pushed, not even a checkpoint
+    assert github.pulls(REPO) == []
+    [status] = [c for c in github.comments(REPO, 1) if "archon-bot:status:" in c["body"]]
+    assert "Failed" in status["body"] and reason in status["body"] and "ghp_" not in status["body"]
