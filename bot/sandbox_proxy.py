@@ -53,13 +53,42 @@ def _is_literal(host: str) -> bool:
     return False
 
 
+#: Where the machine's own services live: an allowed *name* never leads there. (Not `is_global`: package
+#: registries are sometimes served from reserved ranges by the operator's gateway, which is fine.)
+INTERNAL_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+
+
+def is_internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in INTERNAL_NETWORKS if net.version == ip.version)
+
+
 def resolve_public(host: str, port: int) -> list[tuple]:
-    """Addresses for a named host, refusing any that are not globally routable (loopback, private,
-    link-local): an allowed name must not become a way to the machine's own services."""
+    """Addresses for a named host, refusing any on loopback, link-local or a private network: an allowed
+    name must not become a way to the machine's own services (DNS answers are not ours to trust)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    bad = [info[4][0] for info in infos if not ipaddress.ip_address(info[4][0].split("%")[0]).is_global]
+    bad = [info[4][0] for info in infos if is_internal(info[4][0])]
     if bad:
-        raise ProxyRefusal(f"{host} resolves to a non-public address ({bad[0]})")
+        raise ProxyRefusal(f"{host} resolves to an internal address ({bad[0]})")
     return infos
 
 

@@ -346,3 +346,22 @@ def _wait_for(condition, limit_s: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met"
         time.sleep(0.05)
+
+
+def test_an_allowed_name_never_leads_to_an_internal_address() -> None:
+    from bot.sandbox_proxy import is_internal, resolve_public
+
+    for address in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.5",
+        "172.20.0.1",
+        "169.254.169.254",
+        "::1",
+        "fd00::1",
+    ):
+        assert is_internal(address), address
+    assert is_internal("::ffff:127.0.0.1")
+    assert not is_internal("151.101.0.223") and not is_internal("2a04:4e42::223")
+    with pytest.raises(ProxyRefusal, match="internal address"):
+        resolve_public("localhost", 443)
