@@ -216,13 +216,22 @@ class Sandbox:
         max_output_bytes: int = 1_000_000,
         env: Mapping[str, str] | None = None,
         network: Network | None = None,
+        writable: Sequence[Path] = (),
+        readable: Sequence[Path] = (),
     ) -> Completed:
-        """Run `command` (a shell line for `bash -c`, or an argv) with `root` as its writable working dir."""
+        """Run `command` (a shell line for `bash -c`, or an argv) with `root` as its writable working dir.
+
+        `writable` / `readable`: more paths mounted read-write / read-only on top of everything else (a
+        checkout's cached virtualenv, a pip cache) — each one named by the caller, never found by guessing.
+        """
         argv = _argv(command)
         root = Path(root).resolve(strict=True)
         inner_env = _inner_env(env)
         sandboxed = self.enabled
-        with _Session(self, root, network or self.policy.network, sandboxed) as session:
+        mounts = tuple((Path(p).resolve(), True) for p in writable) + tuple(
+            (Path(p).resolve(), False) for p in readable
+        )
+        with _Session(self, root, network or self.policy.network, sandboxed, mounts) as session:
             if sandboxed:
                 full = session.bwrap_command(argv, inner_env)
                 outer_env = _outer_env()
@@ -286,8 +295,16 @@ class _Session:
     """Per-command resources: a scratch dir (HOME when unsandboxed, the proxy's socket), the proxy,
     the pids cgroup. All released on exit."""
 
-    def __init__(self, sandbox: Sandbox, root: Path, network: Network, sandboxed: bool) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        root: Path,
+        network: Network,
+        sandboxed: bool,
+        mounts: Sequence[tuple[Path, bool]] = (),
+    ) -> None:
         self.policy, self.root, self.network, self.sandboxed = sandbox.policy, root, network, sandboxed
+        self.mounts = mounts
         self.scratch = Path(tempfile.mkdtemp(prefix="archon-sandbox-"))
         self.home = str(self.scratch / "home")
         os.mkdir(self.home, 0o700)
@@ -331,6 +348,8 @@ class _Session:
         for name, value in env.items():
             args += ["--setenv", name, value]
         args += _filesystem(self.policy, self.root)
+        for path, rw in self.mounts:
+            args += ["--bind" if rw else "--ro-bind", str(path), str(path)]
         if self.proxy is not None:
             args += ["--ro-bind", str(self.proxy.socket_path), PROXY_SOCKET]
             args += ["--ro-bind", str(Path(__file__).with_name("sandbox_bridge.py")), BRIDGE_SCRIPT]

@@ -365,3 +365,15 @@ def test_an_allowed_name_never_leads_to_an_internal_address() -> None:
     assert not is_internal("151.101.0.223") and not is_internal("2a04:4e42::223")
     with pytest.raises(ProxyRefusal, match="internal address"):
         resolve_public("localhost", 443)
+
+
+def test_named_extra_paths_are_mounted_as_asked(worktree: Path, outside_tmp: Path) -> None:
+    cache, tools = outside_tmp / "data" / "venvs" / "abc", outside_tmp / "data" / "tools"
+    cache.mkdir(parents=True)
+    tools.mkdir(parents=True)
+    (tools / "tool.txt").write_text("a tool\n")
+    policy = SandboxPolicy(hidden=(outside_tmp / "data",))
+    command = f"echo built > {cache}/marker; cat {tools}/tool.txt; echo no > {tools}/tool.txt"
+    out, _ = run(Sandbox(policy), command, worktree, writable=[cache], readable=[tools])
+    assert (cache / "marker").read_text() == "built\n" and "a tool" in out
+    assert (tools / "tool.txt").read_text() == "a tool\n" and "Read-only file system" in out
