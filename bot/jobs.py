@@ -25,7 +25,7 @@ from bot.providers.factory import build_chain
 from bot.publish import GitHubPublisher
 from bot.queue import JobQueue
 from bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config, registry_for
-from bot.runner import run_on_github
+from bot.runner import pull_evidence, run_on_github
 from bot.runs import NodeState, RunRecord, RunState, RunStore, now
 from bot.secrets import describe_error
 from bot.settings import Settings, load_settings
@@ -165,7 +165,8 @@ def evaluate_pull(envelope: dict[str, Any], judges: list[str]) -> str:
     task = TaskEnvelope.model_validate(envelope).task
     assert isinstance(task, CommandTask)
     settings = load_settings()
-    forge = _forge(task.installation_id, task.repo)
+    github, token = installation_client(settings, task.installation_id)
+    forge = RepoForge(github, task.repo)
     pull = forge.repo.get_pull(task.issue)
     title, body = pull.title, pull.body or ""
     diff = diff_from_patches(forge.pull_diff_files(task.issue))
@@ -174,7 +175,8 @@ def evaluate_pull(envelope: dict[str, Any], judges: list[str]) -> str:
     config = parse_repo_config(forge.read_file(CONFIG_PATH))
     registry = registry_for(config, settings)
     slots = [(alias, build_chain(alias, registry, settings, node="evaluate")[0]) for alias in judges]
-    verdict = judge_change(slots, title=title, body=body, diff=diff, plan=plan or None)
+    evidence = pull_evidence(settings, token, task.repo, pull, config, plan or None)
+    verdict = judge_change(slots, title=title, body=body, diff=diff, plan=plan or None, evidence=evidence)
     forge.post_review(task.issue, verdict.body, key=f"eval-{task.delivery_id}", comments=verdict.comments)
     return verdict.headline()
 

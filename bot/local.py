@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from bot.providers.registry import ModelRegistry
 from bot.publish import FolderPublisher
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry_for, role_defaults
 from bot.runconfig import resolve_run
-from bot.runner import base_limits, branch_name, chain_factory, make_evaluator
+from bot.runner import base_limits, branch_name, chain_factory, make_evaluator, make_validator
 from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, now
 from bot.sandbox import Sandbox, SandboxPolicy
 from bot.secrets import redact
@@ -31,7 +32,6 @@ from bot.settings import ConfigurationError, Settings
 from bot.triggers import Role, RunRequest
 from bot.workflow.engine import Engine, Outcome, RunServices
 from bot.workflow.schema import REPO_DIR, Workflow, load_workflows
-from bot.workflow.validation import detect_commands
 from bot.workspace import Workspace, Worktree, run_git
 
 
@@ -122,18 +122,18 @@ def run_record(
     record.default_branch = local.default_branch
     worktree = local.workspace.prepare(local.name, record.run_id, record.branch, token=None, resume=False)
     publisher = FolderPublisher(folder, on_progress=_printer(console))
-    commands = list(local.config.validate_commands) or detect_commands(worktree.path)
     sandbox = Sandbox(SandboxPolicy.from_settings(settings))
+    validator = make_validator(local.config, worktree.path, sandbox, settings, _progress(console))
     services = RunServices(
         publisher=publisher,
         worktree=worktree,
         chain_for=chain_factory(record, local.registry, settings),
-        validate_commands=commands,
+        validator=validator,
         run_dir=folder,
         base_limits=base_limits(local.config),
         push=False,
         sandbox=sandbox,
-        evaluate=make_evaluator(record, local.registry, settings, worktree, publisher, commands, [], sandbox),
+        evaluate=make_evaluator(record, local.registry, settings, worktree, publisher, validator),
     )
     outcome = Engine(workflow, record, services).run()
     record.state, record.summary, record.finished_at = outcome.state, outcome.summary, now()
@@ -225,6 +225,16 @@ def _ledger(record: RunRecord) -> dict:
 DEFAULT_REF = "refs/remotes/origin/HEAD"  # the remote's default branch, in a mirror
 
 
+def _progress(console: Console) -> Callable[[str], None]:
+    """Validation's progress lines, with the time since the command started."""
+    started = time.monotonic()
+
+    def show(line: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:7.1f}s[/dim]  {line}")
+
+    return show
+
+
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`git <args>` in `repo` through `run_git` (its safe config and minimal environment), as text; the caller
     reads the exit status."""
@@ -267,8 +277,9 @@ def evaluate_local(
     console: Console | None = None,
 ) -> int:
     """`archon-bot evaluate`: the seven-dimension review of `base...head` in a local repository."""
-    from bot.evaluation.service import git_diff, judge_change, validate_at
+    from bot.evaluation.service import git_diff, judge_change
     from bot.providers.factory import build_chain
+    from bot.validation.validator import evidence_between
 
     console = console or Console()
     repo = repo.resolve()
@@ -279,13 +290,22 @@ def evaluate_local(
     registry, defaults = registry_for(config, settings), role_defaults(config, settings)
     aliases = judges or [defaults[Role.EVAL]]
     slots = [(alias, build_chain(alias, registry, settings, node="evaluate")[0]) for alias in aliases]
-    commands = list(config.validate_commands)
-    sandbox = Sandbox(SandboxPolicy.from_settings(settings))
-    before = validate_at(repo, base, commands, sandbox=sandbox)
-    after = validate_at(repo, head, commands, sandbox=sandbox)
-    title = _git(repo, "log", "-1", "--format=%s", head).stdout.strip()
     plan = plan_file.read_text() if plan_file else None
-    verdict = judge_change(slots, title=title, body="", diff=diff, plan=plan, before=before, after=after)
+    evidence = evidence_between(
+        repo,
+        base,
+        head,
+        validate=config.validate_commands,
+        setup=config.setup_commands,
+        plan_text=plan,
+        sandbox=Sandbox(SandboxPolicy.from_settings(settings)),
+        data_dir=settings.archon_data_dir,
+        progress=_progress(console),
+    )
+    if evidence is None:
+        console.print("No test commands were configured or detected: validation did not run.")
+    title = _git(repo, "log", "-1", "--format=%s", head).stdout.strip()
+    verdict = judge_change(slots, title=title, body="", diff=diff, plan=plan, evidence=evidence)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(
         json.dumps(verdict.evaluation.model_dump(mode="json"), indent=2) + "\n"

@@ -67,6 +67,12 @@ class RepoConfig(BaseModel):
         alias="validate",
         description="Commands that check a change (tests, lint), run in order; detected when empty.",
     )
+    setup_commands: tuple[str, ...] = Field(
+        (),
+        alias="setup",
+        description="Install steps run before `validate` (in the checkout's virtualenv for a Python project, "
+        "with package-index access only), instead of the detected ones; detected when empty.",
+    )
     gate: Literal["plan", "none"] | None = Field(
         None, description="`plan`: every run stops for `/archon approve` after posting its plan."
     )

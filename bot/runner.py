@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rq.timeouts import JobTimeoutException
 
 from bot.agent.loop import AgentLimits
-from bot.evaluation.service import judge_change, validate_at
+from bot.evaluation.service import judge_change
 from bot.github.forge import RepoForge
 from bot.providers.factory import build_chain
 from bot.providers.registry import ModelRegistry
@@ -26,9 +27,11 @@ from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, RunStore
 from bot.sandbox import Sandbox, SandboxPolicy
 from bot.settings import Settings
 from bot.triggers import Role
+from bot.validation.detect import detect
+from bot.validation.schema import Comparison, Evidence, ValidationRun
+from bot.validation.validator import Validator, changed_test_files, evidence_between
 from bot.workflow.engine import Engine, NodeFailedError, Outcome, Publisher, RunServices, gated
 from bot.workflow.schema import REPO_DIR, AgentNode, Workflow, WorkflowError, load_workflows
-from bot.workflow.validation import detect_commands
 from bot.workspace import Workspace, Worktree
 
 log = logging.getLogger(__name__)
@@ -65,17 +68,32 @@ def chain_factory(
     return chain_for
 
 
+def make_validator(
+    config: RepoConfig,
+    checkout: Path,
+    sandbox: Sandbox,
+    settings: Settings,
+    progress: Callable[[str], None] | None = None,
+) -> Validator | None:
+    """The repository's validation: `validate:`/`setup:` from `.github/archon.yml`, else detected the way
+    its own CI runs its tests. None when nothing could be found."""
+    plan = detect(checkout, config.validate_commands, config.setup_commands)
+    if plan.empty:
+        return None
+    log.info("validation for %s: %s (from %s)", checkout.name, " && ".join(plan.commands), plan.source)
+    return Validator(plan, sandbox, settings.archon_data_dir, progress)
+
+
 def make_evaluator(
     record: RunRecord,
     registry: ModelRegistry,
     settings: Settings,
     worktree: Worktree,
     publisher: Publisher,
-    commands: list[str],
-    secrets: list[str],
-    sandbox: Sandbox,
+    validator: Validator | None,
 ):
-    """The workflow's `evaluate` node: measure, judge blind with the run's eval model, post the review."""
+    """The workflow's `evaluate` node: measure (the validate node's runs on the merge base and the change,
+    and the change's new tests on the old code), judge blind with the run's eval model, post the review."""
 
     def evaluate(record: RunRecord, context: dict[str, Any], state: NodeRun) -> dict[str, Any]:
         alias = record.config.models[Role.EVAL].alias
@@ -85,17 +103,17 @@ def make_evaluator(
         ]
         validation = context["validation"]
         issue = record.issue
-        worktree.verify()  # a `.git` the run replaced must not become the "before" checkout's source
-        before = validate_at(worktree.path, worktree.base_sha, commands, secrets, sandbox)
+        worktree.verify()  # a `.git` the run replaced must not become the source of the old-code checkout
+        diff = worktree.diff()
         verdict = judge_change(
             judges,
             title=issue.title if issue else "",
             body=issue.body if issue else "",
-            diff=worktree.diff(),
+            diff=diff,
             plan=str(context["inputs"].get("plan") or "") or None,
             validation_output=str(validation.get("output") or ""),
-            before=before,
             after=validation.get("passed"),
+            evidence=evidence_of(validator, validation, worktree, diff),
         )
         state.usage = state.usage + verdict.usage
         state.cost_usd = round(state.cost_usd + verdict.cost_usd, 8)
@@ -110,6 +128,45 @@ def make_evaluator(
         return {"text": verdict.headline(), "url": url}
 
     return evaluate
+
+
+def evidence_of(
+    validator: Validator | None, validation: dict[str, Any], worktree: Worktree, diff: str
+) -> Evidence | None:
+    """The validate node's runs, plus the fix proof: the change's new tests run on the merge base."""
+    if validator is None or not validation.get("after"):
+        return None
+    after = ValidationRun.model_validate(validation["after"])
+    base = ValidationRun.model_validate(validation["base"]) if validation.get("base") else None
+    comparison = Comparison.model_validate(validation["comparison"])
+    files = changed_test_files(diff, lambda path: (worktree.path / path).read_bytes())
+    proof = validator.prove(worktree.path, worktree.base_sha, diff, after, files)
+    return Evidence(base=base, after=after, comparison=comparison, proof=proof)
+
+
+def pull_evidence(
+    settings: Settings, token: Callable[[], str], repo: str, pull: Any, config: RepoConfig, plan: str | None
+) -> Evidence | None:
+    """Validation of a pull request, the same way a run's is measured: its head and the merge base with
+    its base branch, from the repository's mirror. A fork's head is not in the mirror: not run, logged."""
+    head_repo = pull.head.repo.full_name if pull.head.repo else None
+    if head_repo != repo:
+        log.info(
+            "%s#%s comes from %s: its head is not fetched, validation not run", repo, pull.number, head_repo
+        )
+        return None
+    workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
+    mirror = workspace.sync(repo, token=token())
+    return evidence_between(
+        mirror,
+        f"refs/remotes/origin/{pull.base.ref}",
+        pull.head.sha,
+        validate=config.validate_commands,
+        setup=config.setup_commands,
+        plan_text=plan,
+        sandbox=Sandbox(SandboxPolicy.from_settings(settings)),
+        data_dir=settings.archon_data_dir,
+    )
 
 
 def run_on_github(
@@ -160,20 +217,20 @@ def execute(
     token: Callable[[], str | None],
 ) -> Outcome:
     run_dir = settings.archon_data_dir / "runs" / record.run_id
-    commands = list(config.validate_commands) or detect_commands(worktree.path)
     secrets = [t for t in (token(),) if t]
     sandbox = Sandbox(SandboxPolicy.from_settings(settings))
+    validator = make_validator(config, worktree.path, sandbox, settings)
     services = RunServices(
         publisher=publisher,
         worktree=worktree,
         chain_for=chain_factory(record, registry, settings),
-        validate_commands=commands,
+        validator=validator,
         run_dir=run_dir,
         base_limits=base_limits(config),
         push_token=token,
         secrets=secrets,
         sandbox=sandbox,
-        evaluate=make_evaluator(record, registry, settings, worktree, publisher, commands, secrets, sandbox),
+        evaluate=make_evaluator(record, registry, settings, worktree, publisher, validator),
         interrupts=(JobTimeoutException,),
     )
     outcome = Outcome(RunState.FAILED, "the run stopped before it finished")

@@ -140,3 +140,12 @@ def prepare() -> Iterator[Prepare]:
             return stack.enter_context(workspace.prepare(GIT_REPO, run_id, branch, token=GIT_TOKEN, **kw))
 
         yield prepare
+
+
+@pytest.fixture(scope="session")
+def real_projects(tmp_path_factory: pytest.TempPathFactory):
+    """Real open-source projects as git repositories (`tests/projects.py`): `real_projects("toolz")` builds
+    one the first time it is asked for in the session and returns its `RealProject` (repo, base, fix…)."""
+    from tests.projects import RealProjects
+
+    return RealProjects(tmp_path_factory.mktemp("real-projects"))

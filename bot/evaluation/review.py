@@ -50,14 +50,18 @@ def anchor(comments: Iterable[InlineComment], diff_text: str) -> tuple[list[dict
     return anchored, leftover
 
 
-def render_review(evaluation: Evaluation, leftover: Sequence[InlineComment]) -> str:
-    """The review body, in markdown, within GitHub's size limit."""
+def render_review(
+    evaluation: Evaluation, leftover: Sequence[InlineComment], validation: str | None = None
+) -> str:
+    """The review body, in markdown, within GitHub's size limit. `validation`: the commands run on the merge
+    base and on the change, with their summaries, and the fix proof (`baseline.render_markdown`)."""
     sections = [
         _heading(evaluation),
         _scores(evaluation),
         _flags(evaluation.flags),
         _summary(evaluation),
         _signals(evaluation.signals),
+        f"### Validation, measured\n\n{validation.rstrip()}" if validation else "",
         _leftover(leftover),
         _footer(evaluation),
     ]
@@ -149,6 +153,11 @@ def _signals(signals: Signals) -> str:
         f"- **Binary files:** {_files(signals.binary_files)}",
         f"- **Validation:** {_passed(signals.validation_before)} → {_passed(signals.validation_after)}",
     ]
+    if signals.fix_proof:
+        lines.append(f"- **Fix proof:** {signals.fix_proof}")
+    if signals.pre_existing_failures:
+        shown = ", ".join(f"`{t}`" for t in signals.pre_existing_failures[:5])
+        lines.append(f"- **Already failing on the base branch (not the change's doing):** {shown}")
     return "\n".join(lines)
 
 

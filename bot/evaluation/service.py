@@ -16,6 +16,8 @@ from bot.evaluation.schema import Evaluation
 from bot.evaluation.signals import measure
 from bot.providers.types import ModelSlot, Usage
 from bot.sandbox import Sandbox
+from bot.validation.baseline import render_markdown
+from bot.validation.schema import CheckStatus, Evidence
 from bot.workspace import DIFF_OPTIONS, checked_git_dir, git_text, network_config, run_git
 
 VALIDATE_TIMEOUT_S = 900
@@ -55,8 +57,13 @@ def judge_change(
     validation_output: str = "",
     before: bool | None = None,
     after: bool | None = None,
+    evidence: Evidence | None = None,
 ) -> Verdict:
-    signals = measure(diff, plan, before, after)
+    """`evidence`: what validation measured (the merge base and the change, the fix proof); the review
+    shows it and the judge reads its real output."""
+    signals = measure(diff, plan, before, after, evidence)
+    if evidence is not None:
+        validation_output = judge_validation_text(evidence)
     case = Case(
         issue_title=title,
         issue_body=body,
@@ -67,7 +74,28 @@ def judge_change(
     )
     evaluation, runs = evaluate(judges, case)
     anchored, leftover = anchor(evaluation.comments, diff)
-    return Verdict(evaluation, render_review(evaluation, leftover), anchored, runs)
+    body = render_review(evaluation, leftover, validation=_validation_section(evidence))
+    return Verdict(evaluation, body, anchored, runs)
+
+
+def _validation_section(evidence: Evidence | None) -> str | None:
+    if evidence is None:
+        return None
+    return render_markdown(evidence.base, evidence.after, evidence.comparison, evidence.proof)
+
+
+def judge_validation_text(evidence: Evidence, limit: int = 12000) -> str:
+    """What the judge reads: the comparison, the proof, then each command's real output (bounded)."""
+    parts = [render_markdown(evidence.base, evidence.after, evidence.comparison, evidence.proof)]
+    for check in [*evidence.after.setup, *evidence.after.checks]:
+        if check.status is not CheckStatus.PASSED or check in evidence.after.checks:
+            parts.append(f"$ {check.command}\n{_tail(check.output, limit // 4)}")
+    text = "\n\n".join(parts)
+    return text if len(text) <= limit else text[: limit // 2] + "\n[…]\n" + text[-limit // 2 :]
+
+
+def _tail(text: str, limit: int) -> str:
+    return text if len(text) <= limit else "[…]\n" + text[-limit:]
 
 
 def validate_at(
@@ -128,5 +156,5 @@ def _clone_at(git_dir: Path, sha: str, checkout: Path) -> None:
 
 def git_diff(repo_dir: Path, base: str, head: str) -> str:
     """`base...head` as a unified diff, with no external diff or textconv program the repository names."""
-    args = ["--git-dir", str(checked_git_dir(repo_dir)), "diff", *DIFF_OPTIONS, "--no-renames"]
+    args = ["--git-dir", str(checked_git_dir(repo_dir)), "diff", *DIFF_OPTIONS, "-M"]
     return git_text([*args, f"{base}...{head}"], cwd=repo_dir)

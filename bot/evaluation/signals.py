@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from unidiff import PatchedFile, PatchSet
 
 from bot.evaluation.rubric import CRITERIA, MAX_PER_DIMENSION, Dimension, format_points
+from bot.validation.schema import Evidence
 
 HIGH_SCORE = 8.0
 """A mean score at or above this is "high": a flag fires when the measurements contradict it."""
@@ -123,6 +124,14 @@ class Signals(BaseModel):
     validation_after: bool | None = Field(
         None, description="Validation passed after the change; None: not run."
     )
+    validation: str | None = Field(None, description="The comparison with the merge base, in one line.")
+    new_failures: list[str] = Field(default_factory=list, description="Tests the change broke.")
+    pre_existing_failures: list[str] = Field(
+        default_factory=list, description="Tests failing on the merge base too: not the change's doing."
+    )
+    fix_proof: str | None = Field(
+        None, description="The change's new tests on the old code: fail there, pass here?"
+    )
 
     @property
     def has_plan(self) -> bool:
@@ -130,9 +139,16 @@ class Signals(BaseModel):
 
 
 def measure(
-    diff_text: str, plan_text: str | None, validation_before: bool | None, validation_after: bool | None
+    diff_text: str,
+    plan_text: str | None,
+    validation_before: bool | None,
+    validation_after: bool | None,
+    evidence: Evidence | None = None,
 ) -> Signals:
-    """The signals of one change. `plan_text` None means there was no plan."""
+    """The signals of one change. `plan_text` None means there was no plan; `evidence`, when validation
+    ran, overrides the two booleans with what it measured."""
+    if evidence is not None:
+        validation_before, validation_after = evidence.before_passed, evidence.comparison.passed
     patches = PatchSet(diff_text)
     touched = [patched.path for patched in patches]
     named = None if plan_text is None else files_named(plan_text)
@@ -150,6 +166,10 @@ def measure(
         binary_files=[p.path for p in patches if p.is_binary_file],
         validation_before=validation_before,
         validation_after=validation_after,
+        validation=evidence.comparison.reason if evidence else None,
+        new_failures=evidence.comparison.new_failures[:50] if evidence else [],
+        pre_existing_failures=evidence.comparison.pre_existing[:50] if evidence else [],
+        fix_proof=evidence.proof.headline() if evidence and evidence.proof else None,
     )
 
 

@@ -103,6 +103,10 @@ class Comparison(BaseModel):
     new_failures: list[str] = Field(default_factory=list, description="Passed (or absent) before, fail now.")
     pre_existing: list[str] = Field(default_factory=list, description="Failed on the base as well.")
     fixed: list[str] = Field(default_factory=list, description="Failed on the base, pass now.")
+    vanished: list[str] = Field(
+        default_factory=list,
+        description="Passed on the base, now skipped or absent (deleted, not collected).",
+    )
     named_missing: list[str] = Field(
         default_factory=list, description="Tests the plan names that did not pass (or did not run)."
     )
@@ -126,3 +130,17 @@ class FixProof(BaseModel):
         return f"{n} new test{'s' if n != 1 else ''} fail on the old code and pass on the new" + (
             "" if n == len(self.tests) else f" (of {len(self.tests)} new or changed)"
         )
+
+
+class Evidence(BaseModel):
+    """Everything validation measured about one change, as the evaluation receives it."""
+
+    base: ValidationRun | None = None
+    after: ValidationRun
+    comparison: Comparison
+    proof: FixProof | None = None
+
+    @property
+    def before_passed(self) -> bool | None:
+        """Whether the merge base passed its own checks; None when it did not run."""
+        return None if self.base is None else self.base.status is CheckStatus.PASSED

@@ -27,6 +27,9 @@ from bot.runs import NodeRun, NodeState, RunRecord, RunState, now
 from bot.sandbox import Sandbox
 from bot.secrets import describe_error
 from bot.untrusted import NOTICE, fence
+from bot.validation.baseline import feedback
+from bot.validation.schema import ValidationRun
+from bot.validation.validator import Validator
 from bot.workflow import dag
 from bot.workflow.report import pull_request_body, pull_request_title
 from bot.workflow.schema import AgentNode, BuiltinNode, ShellNode, Workflow
@@ -44,6 +47,7 @@ VALIDATE_TIMEOUT_S = 900
 NO_VALIDATION = (
     "No validation commands are configured (`validate:` in `.github/archon.yml`) and none were detected."
 )
+NOTHING_CHANGED = "the implementation changed no files, so there is nothing to validate or propose"
 
 
 class Publisher(Protocol):
@@ -71,7 +75,8 @@ class RunServices:
     publisher: Publisher
     worktree: Worktree
     chain_for: Callable[[AgentNode], tuple[str, list[ModelSlot]]]
-    validate_commands: Sequence[str]
+    #: Validation (the plan detected or configured for this repository); None: there is nothing to run.
+    validator: Validator | None
     run_dir: Path
     base_limits: AgentLimits = field(default_factory=AgentLimits)
     push_token: Callable[[], str | None] = lambda: None
@@ -237,9 +242,10 @@ class Engine:
     def _latest_validation(self) -> dict[str, Any]:
         done = [n for n in self.record.nodes.values() if n.kind == "validate" and n.outputs]
         if not done:
-            return {"passed": None, "output": "", "commands": []}
+            return {"passed": None, "output": "", "commands": [], "base": None, "after": None}
         latest = max(done, key=lambda n: n.finished_at or now())
-        return {key: latest.outputs.get(key) for key in ("passed", "output", "commands")}
+        keys = ("passed", "output", "commands", "source", "summary", "base", "after", "comparison")
+        return {key: latest.outputs.get(key) for key in keys}
 
     # --- node kinds ----------------------------------------------------------------------------
 
@@ -298,22 +304,46 @@ class Engine:
         return {"url": url}
 
     def _validate(self, node: BuiltinNode, context: dict[str, Any]) -> dict[str, Any]:
-        commands = list(self.services.validate_commands)
-        if not commands:
-            return {"passed": True, "output": NO_VALIDATION, "commands": []}
-        box = self._toolbox(())
-        parts, passed = [], True
-        for command in commands:
-            result = box.execute(command, int(node.timeout_s or VALIDATE_TIMEOUT_S))
-            status = "timed out" if result.timed_out else f"exit {result.exit_code}"
-            parts.append(f"$ {command}\n{result.output.rstrip()}\n[{status}]")
-            passed = passed and result.ok
-        return {"passed": passed, "output": "\n\n".join(parts), "commands": commands}
+        """The change's run against the merge base's: only what the change broke fails it, and what was
+        already failing is named as such, never sent back to the implementer as its fault."""
+        validator = self.services.validator
+        if validator is None or validator.plan.empty:
+            return {"passed": True, "output": NO_VALIDATION, "commands": [], "source": ""}
+        worktree = self.services.worktree
+        if not worktree.changed_files():
+            raise NodeFailedError(NOTHING_CHANGED)  # fail fast: no validation, no retry
+        if node.timeout_s:
+            validator.timeout_s = float(node.timeout_s)
+        base = self._validation_base(validator)
+        after = validator.run(worktree.path)
+        comparison = validator.compare(base, after, self._plan_text())
+        return {
+            "passed": comparison.passed,
+            "output": feedback(comparison, after),
+            "commands": list(validator.plan.commands),
+            "source": validator.plan.source,
+            "summary": comparison.reason,
+            "base": base.model_dump(mode="json") if base else None,
+            "after": after.model_dump(mode="json"),
+            "comparison": comparison.model_dump(mode="json"),
+        }
+
+    def _validation_base(self, validator: Validator) -> ValidationRun | None:
+        """The plan on the merge base, once per run: a loop's later attempts and a retry reuse it."""
+        for state in self.record.nodes.values():
+            if state.kind == "validate" and state.outputs.get("base"):
+                return ValidationRun.model_validate(state.outputs["base"])
+        worktree = self.services.worktree
+        return validator.at_commit(worktree.path, worktree.base_sha)
+
+    def _plan_text(self) -> str | None:
+        plan = self.record.nodes.get(plan_node_id(self.workflow) or "")
+        return str(plan.outputs.get("text") or "") or None if plan else None
 
     def _commit(self, node: BuiltinNode, context: dict[str, Any]) -> dict[str, Any]:
         worktree = self.services.worktree
         if not worktree.changed_files():
-            raise NodeFailedError("the implementation changed no files, so there is nothing to propose")
+            raise NodeFailedError(NOTHING_CHANGED)
         issue = self.record.issue
         title = issue.title if issue else f"issue #{self.record.config.issue}"
         message = (

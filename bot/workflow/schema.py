@@ -78,7 +78,7 @@ OUTPUTS: Mapping[str, tuple[str, ...]] = {
     "agent": ("text",),
     "shell": ("output", "exit_code"),
     "post-plan": ("url",),
-    "validate": ("passed", "output", "commands"),
+    "validate": ("passed", "output", "commands", "source", "summary", "base", "after", "comparison"),
     "commit": ("sha",),
     "open-pr": ("url", "number"),
     "evaluate": ("text",),
