@@ -234,3 +234,69 @@ def test_evaluate_with_an_unknown_judge_starts_nothing(github, redis_conn, remot
     [reply] = [c["body"] for c in bot_comments(github, number)]
     assert "`eval=nope` is not a model alias" in reply
     assert Queue(RUNS, connection=redis_conn).get_jobs() == []
+
+
+def _push_commit(bare: Path, files: dict[str, str], message: str) -> None:
+    """A commit on the remote's `main`, as a maintainer would have pushed it before the run."""
+    work = bare.parent / ".edit"
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True)
+    for path, text in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+    git = ["git", "-C", str(work), "-c", "user.name=m", "-c", "user.email=m@example.org"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", message], check=True)
+    subprocess.run([*git, "push", "-q", "origin", "HEAD:main"], check=True)
+
+
+LEGACY_TEST = """import unittest
+
+
+class LegacyTest(unittest.TestCase):
+    def test_known_broken(self):
+        self.assertEqual(1, 2, "broken on main long before this run")
+"""
+
+
+def test_a_pre_existing_failure_does_not_cost_the_implementer_an_attempt(
+    github, redis_conn: redis.Redis, remote: Path
+) -> None:
+    _push_commit(remote, {"tests/test_legacy.py": LEGACY_TEST}, "a test that already fails on main")
+    payload = labeled("archon:plan-opus impl-kimi", sender="maintainer")
+    payload["issue"].update(title=ISSUE_TITLE, body=ISSUE_BODY)
+    deliver(redis_conn, "issues", payload)
+    work(redis_conn)
+    work(redis_conn, RUNS)
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    assert record.state is RunState.DONE, record.error
+    validate = record.nodes["validate"]
+    assert validate.attempts == 1 and validate.outputs["passed"] is True
+    assert record.nodes["implement"].attempts == 1
+    assert validate.outputs["base"] is not None  # the merge base ran too
+    comparison = validate.outputs["comparison"]
+    assert any("test_known_broken" in t or "unittest" in t for t in comparison["pre_existing"]), comparison
+    assert comparison["new_failures"] == []
+    [pull] = github.pulls(REPO)
+    [review] = github.reviews(REPO, pull["number"])
+    assert "Validation, measured" in review["body"] and "Already failing on the base branch" in review["body"]
+
+
+def test_an_implementation_that_changes_nothing_fails_fast(
+    github, redis_conn: redis.Redis, remote: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """No validation, no second attempt: there is nothing the checks could say about no change."""
+    from bot.providers.scripted import ScriptedTurn, dump_script
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "demo-kimi-implement.jsonl").write_text(dump_script([ScriptedTurn(text="Nothing to do.")]))
+    monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(scripts))
+    payload = labeled("archon:plan-opus impl-kimi", sender="maintainer")
+    payload["issue"].update(title=ISSUE_TITLE, body=ISSUE_BODY)
+    deliver(redis_conn, "issues", payload)
+    work(redis_conn)
+    work(redis_conn, RUNS)
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    assert record.state is RunState.FAILED and record.nodes["validate"].state == NodeState.FAILED
+    assert "changed no files" in (record.error or "")
+    assert record.nodes["implement"].attempts == 1 and record.nodes["validate"].outputs == {}
