@@ -175,8 +175,10 @@ def evaluate_pull(envelope: dict[str, Any], judges: list[str]) -> str:
     config = parse_repo_config(forge.read_file(CONFIG_PATH))
     registry = registry_for(config, settings)
     slots = [(alias, build_chain(alias, registry, settings, node="evaluate")[0]) for alias in judges]
-    evidence = pull_evidence(settings, token, task.repo, pull, config, plan or None)
-    verdict = judge_change(slots, title=title, body=body, diff=diff, plan=plan or None, evidence=evidence)
+    evidence, files = pull_evidence(settings, token, task.repo, pull, config, plan or None)
+    verdict = judge_change(
+        slots, title=title, body=body, diff=diff, plan=plan or None, evidence=evidence, repo_files=files
+    )
     forge.post_review(task.issue, verdict.body, key=f"eval-{task.delivery_id}", comments=verdict.comments)
     return verdict.headline()
 

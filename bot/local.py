@@ -277,7 +277,7 @@ def evaluate_local(
     console: Console | None = None,
 ) -> int:
     """`archon-bot evaluate`: the seven-dimension review of `base...head` in a local repository."""
-    from bot.evaluation.service import git_diff, judge_change
+    from bot.evaluation.service import files_at, git_diff, judge_change
     from bot.providers.factory import build_chain
     from bot.validation.validator import evidence_between
 
@@ -305,7 +305,10 @@ def evaluate_local(
     if evidence is None:
         console.print("No test commands were configured or detected: validation did not run.")
     title = _git(repo, "log", "-1", "--format=%s", head).stdout.strip()
-    verdict = judge_change(slots, title=title, body="", diff=diff, plan=plan, evidence=evidence)
+    files = files_at(repo, head)
+    verdict = judge_change(
+        slots, title=title, body="", diff=diff, plan=plan, evidence=evidence, repo_files=files
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(
         json.dumps(verdict.evaluation.model_dump(mode="json"), indent=2) + "\n"

@@ -16,7 +16,7 @@ from typing import Any
 from rq.timeouts import JobTimeoutException
 
 from bot.agent.loop import AgentLimits
-from bot.evaluation.service import judge_change
+from bot.evaluation.service import files_at, judge_change
 from bot.github.forge import RepoForge
 from bot.providers.factory import build_chain
 from bot.providers.registry import ModelRegistry
@@ -114,6 +114,7 @@ def make_evaluator(
             validation_output=str(validation.get("output") or ""),
             after=validation.get("passed"),
             evidence=evidence_of(validator, validation, worktree, diff),
+            repo_files=files_at(worktree.path, "HEAD"),
         )
         state.usage = state.usage + verdict.usage
         state.cost_usd = round(state.cost_usd + verdict.cost_usd, 8)
@@ -146,18 +147,17 @@ def evidence_of(
 
 def pull_evidence(
     settings: Settings, token: Callable[[], str], repo: str, pull: Any, config: RepoConfig, plan: str | None
-) -> Evidence | None:
+) -> tuple[Evidence | None, list[str] | None]:
     """Validation of a pull request, the same way a run's is measured: its head and the merge base with
-    its base branch, from the repository's mirror. A fork's head is not in the mirror: not run, logged."""
+    its base branch, from the repository's mirror; and the head's files (what evidence may cite). A fork's
+    head is not in the mirror: (None, None), logged."""
     head_repo = pull.head.repo.full_name if pull.head.repo else None
     if head_repo != repo:
-        log.info(
-            "%s#%s comes from %s: its head is not fetched, validation not run", repo, pull.number, head_repo
-        )
-        return None
+        log.info("%s#%s comes from %s: its head is not fetched, no validation", repo, pull.number, head_repo)
+        return None, None
     workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
     mirror = workspace.sync(repo, token=token())
-    return evidence_between(
+    evidence = evidence_between(
         mirror,
         f"refs/remotes/origin/{pull.base.ref}",
         pull.head.sha,
@@ -167,6 +167,7 @@ def pull_evidence(
         sandbox=Sandbox(SandboxPolicy.from_settings(settings)),
         data_dir=settings.archon_data_dir,
     )
+    return evidence, files_at(mirror, pull.head.sha)
 
 
 def run_on_github(

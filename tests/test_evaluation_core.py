@@ -513,3 +513,15 @@ def test_review_stays_under_githubs_limit() -> None:
     assert len(text) <= BODY_LIMIT < 65_536
     assert "truncated:" in text and "more, not shown" in text
     assert text.rstrip().endswith("</sub>")
+
+
+def test_evidence_must_name_a_file_of_the_change_or_the_repository() -> None:
+    data = arguments(all_scores())
+    known = {"bot/calc.py", "tests/test_calc.py", "poetry.lock"}
+    assert validate_submission(data, has_plan=True, known_files=known)  # every cited file exists
+    with pytest.raises(SubmissionError) as caught:
+        validate_submission(data, has_plan=True, known_files=known - {"poetry.lock"})
+    assert "`poetry.lock:2` names `poetry.lock`, which is neither in the change nor in the repository" in str(
+        caught.value
+    )
+    assert validate_submission(data, has_plan=True, known_files=None)  # unknown repository: no check

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.evaluation.service import git_diff, validate_at
+from bot.evaluation.service import git_diff
 from bot.local import _git as local_git
+from bot.validation.validator import clone_at
 from bot.workspace import (
     FIXED_ENV,
     GIT_HOME,
@@ -517,7 +518,7 @@ def test_checked_git_dir_refuses_a_registration_inside_the_worktree(
     with pytest.raises(WorkspaceError, match="no longer the file git wrote"):
         checked_git_dir(worktree.path)
     with pytest.raises(WorkspaceError, match="no longer the file git wrote"):
-        validate_at(worktree.path, worktree.base_sha, ["true"])
+        clone_at(worktree.path, worktree.base_sha, worktree.path.parent / "old-code")
 
 
 # --- protocols --------------------------------------------------------------------------------------------
@@ -677,11 +678,12 @@ def test_git_diff_runs_no_diff_program_of_the_repository(
     assert not marker.exists()
 
 
-def test_validate_at_checks_out_without_the_repositorys_filters(
+def test_the_old_code_checkout_is_made_without_the_repositorys_filters(
     tmp_path: Path, evil_program: str, marker: Path
 ) -> None:
     repo = seeded_repo(tmp_path / "mine", {"a.txt": "one\n", ".gitattributes": "* filter=evil\n"})
     plant(repo / ".git" / "config", "filter.evil.smudge", evil_program)
     plant(repo / ".git" / "config", "filter.evil.required", "true")
-    assert validate_at(repo, "HEAD", ["test -f a.txt"]) is True
+    checkout = clone_at(repo, "HEAD", tmp_path / "old-code")
+    assert (checkout / "a.txt").read_text() == "one\n"
     assert not marker.exists()

@@ -19,7 +19,6 @@ from bot.validation import environment
 from bot.validation.detect import CONFIG_SOURCE, detect
 from bot.validation.run import run_plan, selecting
 from bot.validation.schema import CheckStatus, ValidationRun
-from bot.workflow.validation import detect_commands
 
 needs_bwrap = pytest.mark.skipif(bwrap_problem() is not None, reason=f"bwrap unusable: {bwrap_problem()}")
 
@@ -214,12 +213,6 @@ def test_archon_yml_wins_with_its_setup(tmp_path: Path) -> None:
     plan = detect(tmp_path, config.validate_commands, config.setup_commands)
     assert plan.source == CONFIG_SOURCE and plan.commands == ("python -m pytest tests/unit",)
     assert plan.setup[-1] == "pip install -r dev.txt" and "setuptools" in plan.setup[0]
-
-
-def test_detect_commands_stays_a_list_of_commands(tmp_path: Path) -> None:
-    write(tmp_path, {"tests/test_a.py": "", "conftest.py": ""})
-    assert detect_commands(tmp_path) == ["python3 -m pytest -q"]
-    assert detect_commands(write(tmp_path / "empty", {"README.md": ""})) == []
 
 
 def test_selecting_tests() -> None:

@@ -62,6 +62,15 @@ class Case:
     signals: Signals
     plan: str | None = None
     validation: str = ""
+    #: Files of the repository at the change (the diff's are always added); None: unknown.
+    repo_files: frozenset[str] | None = None
+
+    @property
+    def known_files(self) -> frozenset[str] | None:
+        """Files evidence may cite: the change's, and the repository's when they are known."""
+        if self.repo_files is None:
+            return None
+        return self.repo_files | frozenset(self.signals.files_touched)
 
     @property
     def has_plan(self) -> bool:
@@ -116,14 +125,14 @@ def prompt(case: Case) -> str:
     return "\n\n".join(parts)
 
 
-def _submission(response: ModelResponse, has_plan: bool) -> tuple[SubmitEvaluation | None, str, str | None]:
+def _submission(response: ModelResponse, case: Case) -> tuple[SubmitEvaluation | None, str, str | None]:
     """(submission, error for the model, call id). A missing call is an error too."""
     calls = [c for c in response.message.tool_calls() if c.name == TOOL_NAME]
     if not calls:
         return None, f"You did not call `{TOOL_NAME}`. Call it once with your scores.", None
     call = calls[-1]
     try:
-        return validate_submission(call.arguments, has_plan), "", call.id
+        return validate_submission(call.arguments, case.has_plan, case.known_files), "", call.id
     except SubmissionError as error:
         return None, str(error), call.id
 
@@ -144,7 +153,7 @@ def run_judge(label: str, slot: ModelSlot, case: Case, max_tokens: int = 8000) -
         run.calls += 1
         run.usage = run.usage + response.usage
         run.cost_usd = round(run.cost_usd + cost_usd(response.usage, slot.spec.prices), 8)
-        submission, problem, call_id = _submission(response, case.has_plan)
+        submission, problem, call_id = _submission(response, case)
         if submission is not None:
             run.submission = submission
             return run

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from statistics import fmean
 from typing import Annotated, Any, Literal
 
@@ -114,8 +114,13 @@ class SubmissionError(ValueError):
         super().__init__("submit_evaluation was not accepted:\n" + "\n".join(f"- {p}" for p in problems))
 
 
-def validate_submission(data: dict[str, Any] | str, has_plan: bool) -> SubmitEvaluation:
-    """The tool call's arguments (JSON text or parsed), checked for this run, or a `SubmissionError`."""
+def validate_submission(
+    data: dict[str, Any] | str, has_plan: bool, known_files: Collection[str] | None = None
+) -> SubmitEvaluation:
+    """The tool call's arguments (JSON text or parsed), checked for this run, or a `SubmissionError`.
+
+    `known_files`: the files of the change and of the repository; evidence naming any other file is
+    refused, so the repair attempt points at something that exists. None: not known (no check)."""
     if isinstance(data, str):
         try:
             data = json.loads(data)
@@ -131,9 +136,25 @@ def validate_submission(data: dict[str, Any] | str, has_plan: bool) -> SubmitEva
         submission = SubmitEvaluation.model_validate(data)
     except ValidationError as error:
         raise SubmissionError(_field_problems(error, data) + problems) from None
+    problems += _unknown_files(submission, known_files)
     if problems:
         raise SubmissionError(problems)
     return submission
+
+
+def _unknown_files(submission: SubmitEvaluation, known: Collection[str] | None) -> list[str]:
+    if known is None:
+        return []
+    problems = []
+    for score in submission.scores:
+        for item in score.evidence:
+            path = item.rsplit(":", 1)[0] if ":" in item else None
+            if path is not None and path not in known:
+                problems.append(
+                    f"scores.{score.dimension}: evidence `{item}` names `{path}`, which is neither in the "
+                    "change nor in the repository; cite a diff file (path:line), plan, issue or validation"
+                )
+    return problems
 
 
 def _dimension_problems(given: Sequence[str], has_plan: bool) -> list[str]:

@@ -3,22 +3,18 @@ node, by `/archon evaluate` on any pull request, and by `archon-bot evaluate` at
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.agent.tools import Toolbox
 from bot.evaluation.judge import Case, JudgeRun, evaluate
 from bot.evaluation.review import anchor, render_review
 from bot.evaluation.schema import Evaluation
 from bot.evaluation.signals import measure
 from bot.providers.types import ModelSlot, Usage
-from bot.sandbox import Sandbox
 from bot.validation.baseline import render_markdown
 from bot.validation.schema import CheckStatus, Evidence
-from bot.workspace import DIFF_OPTIONS, checked_git_dir, git_text, network_config, run_git
+from bot.workspace import DIFF_OPTIONS, checked_git_dir, git_text
 
 VALIDATE_TIMEOUT_S = 900
 
@@ -58,6 +54,7 @@ def judge_change(
     before: bool | None = None,
     after: bool | None = None,
     evidence: Evidence | None = None,
+    repo_files: Collection[str] | None = None,
 ) -> Verdict:
     """`evidence`: what validation measured (the merge base and the change, the fix proof); the review
     shows it and the judge reads its real output."""
@@ -71,6 +68,7 @@ def judge_change(
         plan=plan,
         validation=validation_output,
         signals=signals,
+        repo_files=frozenset(repo_files) if repo_files is not None else None,
     )
     evaluation, runs = evaluate(judges, case)
     anchored, leftover = anchor(evaluation.comments, diff)
@@ -98,32 +96,6 @@ def _tail(text: str, limit: int) -> str:
     return text if len(text) <= limit else "[…]\n" + text[-limit:]
 
 
-def validate_at(
-    repo_dir: Path,
-    commit: str,
-    commands: Sequence[str],
-    secrets: Sequence[str] = (),
-    sandbox: Sandbox | None = None,
-) -> bool | None:
-    """Run the validation commands on `commit` in a throwaway checkout (the "before" signal).
-
-    A `--shared` clone, not a worktree: it registers nothing in the repository (a mirror other runs are
-    fetching into), and borrows its objects instead of copying them. None when there are no commands.
-    """
-    if not commands:
-        return None
-    git_dir = checked_git_dir(repo_dir)
-    sha = _commit_sha(git_dir, commit)
-    scratch = Path(tempfile.mkdtemp(prefix="archon-before-"))
-    checkout = scratch / "tree"
-    try:
-        _clone_at(git_dir, sha, checkout)
-        box = Toolbox(checkout, (), secrets=secrets, sandbox=sandbox)
-        return all(box.execute(command, VALIDATE_TIMEOUT_S).ok for command in commands)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
 def diff_from_patches(files: Sequence[tuple[str, str, str | None]]) -> str:
     """A unified diff from GitHub's per-file patches (`GET /pulls/{n}/files`), for unidiff and the judge."""
     parts = []
@@ -137,21 +109,10 @@ def diff_from_patches(files: Sequence[tuple[str, str, str | None]]) -> str:
     return "".join(parts)
 
 
-def _commit_sha(git_dir: Path, commit: str) -> str:
-    args = ["--git-dir", str(git_dir), "rev-parse", "--verify", "--end-of-options", f"{commit}^{{commit}}"]
-    return git_text(args, cwd=git_dir).strip()
-
-
-def _clone_at(git_dir: Path, sha: str, checkout: Path) -> None:
-    """Check `sha` out at `checkout`, cloned from the repository's common directory rather than from a
-    worktree path, so the clone never goes through a `.git` file the checkout's own code could rewrite.
-    The clone's config is git's fresh one: no filter or hook the repository's config defines runs."""
-    common = git_text(
-        ["--git-dir", str(git_dir), "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=git_dir
-    ).strip()
-    clone = [*network_config(common), "clone", "--quiet", "--shared", "--no-checkout", common, str(checkout)]
-    run_git(clone, cwd=checkout.parent)
-    run_git(["checkout", "--quiet", "--detach", sha], cwd=checkout)
+def files_at(repo_dir: Path, commit: str = "HEAD") -> list[str]:
+    """Every file of `commit` (what evidence in a review may cite besides the diff)."""
+    args = ["--git-dir", str(checked_git_dir(repo_dir)), "ls-tree", "-r", "--name-only", "-z", commit]
+    return [name for name in git_text(args, cwd=repo_dir).split("\0") if name]
 
 
 def git_diff(repo_dir: Path, base: str, head: str) -> str:
