@@ -27,7 +27,7 @@ from bot.runs import RunState, RunStore
 from bot.sample_repo import ISSUE_BODY, ISSUE_TITLE
 from bot.sandbox import bwrap_problem
 from tests.support import REPO, app_key, labeled
-from tests.test_triage import deliver, work
+from tests.test_triage import deliver, run_labelled_issue, work
 
 RUNS = "archon-runs"
 pytestmark = pytest.mark.skipif(bwrap_problem() is not None, reason=f"bwrap unusable: {bwrap_problem()}")
@@ -209,13 +209,7 @@ def test_a_change_that_must_not_be_pushed_is_not_and_the_status_says_why(
 ) -> None:
     _implementer_writes(tmp_path / "scripts", path, content)
     monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(tmp_path / "scripts"))
-    payload = labeled("archon:plan-opus impl-kimi", sender="maintainer")
-    payload["issue"].update(title=ISSUE_TITLE, body=ISSUE_BODY)
-    deliver(redis_conn, "issues", payload)
-    work(redis_conn)
-    work(redis_conn, RUNS)
-
-    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    record = run_labelled_issue(redis_conn)
     assert record.state is RunState.FAILED and record.nodes["implement"].state == "failed"
     assert reason in (record.error or "") and "ghp_" not in (record.error or "")
     branches = subprocess.run(

@@ -38,6 +38,28 @@ def work(redis_conn: redis.Redis, *queues: str) -> None:
     worker.work(burst=True)
 
 
+def run_labelled_issue(
+    redis_conn: redis.Redis,
+    label: str = "archon:plan-opus impl-kimi",
+    title: str | None = None,
+    body: str | None = None,
+    sender: str = "maintainer",
+):
+    """A labelled issue, delivered and worked through triage and the run queue; its one run record."""
+    from bot.runs import RunStore
+    from bot.sample_repo import ISSUE_BODY, ISSUE_TITLE
+
+    payload = labeled(label, sender=sender)
+    payload["issue"].update(
+        title=ISSUE_TITLE if title is None else title, body=ISSUE_BODY if body is None else body
+    )
+    deliver(redis_conn, "issues", payload)
+    work(redis_conn)
+    work(redis_conn, "archon-runs")
+    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    return record
+
+
 def command(
     github: FakeGitHub,
     redis_conn: redis.Redis,

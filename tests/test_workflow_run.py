@@ -13,7 +13,7 @@ from rq import Queue
 from bot.runs import NodeState, RunState, RunStore
 from bot.sample_repo import ISSUE_BODY, ISSUE_TITLE
 from tests.support import INSTALLATION_ID, REPO, labeled
-from tests.test_triage import bot_comments, command, deliver, work
+from tests.test_triage import bot_comments, command, deliver, run_labelled_issue, work
 
 RUNS = "archon-runs"
 
@@ -262,12 +262,7 @@ def test_a_pre_existing_failure_does_not_cost_the_implementer_an_attempt(
     github, redis_conn: redis.Redis, remote: Path
 ) -> None:
     _push_commit(remote, {"tests/test_legacy.py": LEGACY_TEST}, "a test that already fails on main")
-    payload = labeled("archon:plan-opus impl-kimi", sender="maintainer")
-    payload["issue"].update(title=ISSUE_TITLE, body=ISSUE_BODY)
-    deliver(redis_conn, "issues", payload)
-    work(redis_conn)
-    work(redis_conn, RUNS)
-    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    record = run_labelled_issue(redis_conn)
     assert record.state is RunState.DONE, record.error
     validate = record.nodes["validate"]
     assert validate.attempts == 1 and validate.outputs["passed"] is True
@@ -291,12 +286,7 @@ def test_an_implementation_that_changes_nothing_fails_fast(
     scripts.mkdir()
     (scripts / "demo-kimi-implement.jsonl").write_text(dump_script([ScriptedTurn(text="Nothing to do.")]))
     monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(scripts))
-    payload = labeled("archon:plan-opus impl-kimi", sender="maintainer")
-    payload["issue"].update(title=ISSUE_TITLE, body=ISSUE_BODY)
-    deliver(redis_conn, "issues", payload)
-    work(redis_conn)
-    work(redis_conn, RUNS)
-    [record] = RunStore(redis_conn).for_issue(REPO, 1)
+    record = run_labelled_issue(redis_conn)
     assert record.state is RunState.FAILED and record.nodes["validate"].state == NodeState.FAILED
     assert "changed no files" in (record.error or "")
     assert record.nodes["implement"].attempts == 1 and record.nodes["validate"].outputs == {}
