@@ -275,14 +275,22 @@ def test_packages_mode_reaches_only_allowed_hosts(worktree: Path, listener: int)
         "import os, socket\n"
         "proxy = os.environ['HTTPS_PROXY'].rsplit(':', 1)\n"
         f"for target in ('127.0.0.1:{listener}', '127.0.0.1:6379', 'example.org:443'):\n"
-        "    s = socket.create_connection((proxy[0][7:], int(proxy[1])), timeout=10)\n"
+        "    s = socket.create_connection((proxy[0][7:], int(proxy[1])), timeout=60)\n"
         "    s.sendall(f'CONNECT {target} HTTP/1.1\\r\\nHost: {target}\\r\\n\\r\\n'.encode())\n"
-        "    print(target, s.recv(200).split(b'\\r\\n')[0].decode(), s.recv(100))\n"
+        # the reply and the tunnelled greeting may arrive in one segment or several: read until both are in
+        "    data = b''\n"
+        "    while b'\\r\\n\\r\\n' not in data or (data[9:12] == b'200' and b'hello' not in data):\n"
+        "        chunk = s.recv(200)\n"
+        "        if not chunk:\n"
+        "            break\n"
+        "        data += chunk\n"
+        "    head, _, rest = data.partition(b'\\r\\n\\r\\n')\n"
+        "    print(target, head.split(b'\\r\\n')[0].decode(), rest)\n"
         "EOF\n"
     )
     out, _code = run(Sandbox(policy), connect + PROBE.format(port=listener), worktree)
     lines = out.splitlines()
-    assert lines[0].startswith(f"127.0.0.1:{listener} HTTP/1.1 200") and "hello-from-host" in lines[0]
+    assert lines[0].startswith(f"127.0.0.1:{listener} HTTP/1.1 200") and "hello-from-host" in lines[0], out
     assert lines[1].startswith("127.0.0.1:6379 HTTP/1.1 403")
     assert lines[2].startswith("example.org:443 HTTP/1.1 403")
     assert lines[3].startswith("BLOCKED")  # only through the proxy, never directly
