@@ -17,12 +17,12 @@ from bot.agent.tools import (
     MAX_SEARCH_FILE_BYTES,
     MAX_SEARCH_MATCHES,
     READ_ONLY,
-    REDACTED,
     EditFileArgs,
     ReadFileArgs,
     Toolbox,
     ToolResult,
 )
+from bot.secrets import REDACTED
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.providers.types import ToolSpec
 from bot.sandbox import ENV_ALLOWLIST, Completed, Sandbox
-from bot.secrets import default_redactor
+from bot.secrets import SECRET_ENV_NAME, Redactor, default_redactor, environ_secrets
 
 READ_ONLY = ("list_dir", "read_file", "search")
 ALL = (*READ_ONLY, "write_file", "edit_file", "run")
@@ -46,10 +46,6 @@ MAX_RUN_TIMEOUT_S = 600
 DEFAULT_MAX_OUTPUT_CHARS = 30_000
 MIN_OUTPUT_CHARS = 1000
 DEFAULT_ENV_ALLOWLIST = ENV_ALLOWLIST
-REDACTED = "[REDACTED]"
-
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|PRIVATE", re.IGNORECASE)
-_MIN_SECRET_CHARS = 8
 _BINARY_SNIFF_BYTES = 8192
 #: Bytes of a command's output kept (head and tail) before redaction and the character cap.
 _MAX_OUTPUT_BYTES = 1_000_000
@@ -174,7 +170,7 @@ class Toolbox:
         self.env_allowlist = _safe_env_names(env_allowlist)
         self.shell = shutil.which("bash") or "/bin/sh"
         self.sandbox = sandbox or Sandbox()
-        self._secrets = _secret_pieces([*_secret_env_values(os.environ), *secrets])
+        self._redactor = Redactor([*environ_secrets(os.environ), *secrets])
 
     def specs(self) -> list[ToolSpec]:
         return [ToolSpec.from_args(name, _TOOLS[name].args) for name in self.allowed]
@@ -238,11 +234,9 @@ class Toolbox:
         )
 
     def redact(self, text: str) -> str:
-        """This toolbox's secrets, then the process's redactor (settings, `.env`, the key, minted tokens,
-        in their common encodings)."""
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return default_redactor().redact(text)
+        """This toolbox's secrets (the environment's as it is now, and `secrets`), then the process's
+        redactor (settings, `.env`, the key, minted tokens), each in their common encodings."""
+        return default_redactor().redact(self._redactor.redact(text))
 
     def _tool(self, name: str) -> _Tool:
         if name in self.allowed:
@@ -281,20 +275,10 @@ def _bounded(name: str, value: int, low: int, high: int | None) -> int:
 def _safe_env_names(names: Iterable[str]) -> tuple[str, ...]:
     """A secret-looking name in the allowlist is a configuration mistake; refuse it loudly."""
     names = tuple(names)
-    risky = [name for name in names if _SECRET_NAME.search(name)]
+    risky = [name for name in names if SECRET_ENV_NAME.search(name)]
     if risky:
         raise ValueError(f"refusing to pass secret-looking variables to tools: {', '.join(risky)}")
     return names
-
-
-def _secret_env_values(environ: Mapping[str, str]) -> list[str]:
-    return [value for name, value in environ.items() if _SECRET_NAME.search(name)]
-
-
-def _secret_pieces(values: Iterable[str]) -> tuple[str, ...]:
-    """Each line of each secret, longest first: a PEM key leaks line by line, not whole."""
-    pieces = {line.strip() for value in values for line in value.splitlines()}
-    return tuple(sorted((p for p in pieces if len(p) >= _MIN_SECRET_CHARS), key=len, reverse=True))
 
 
 # --- Parsing the model's arguments.
