@@ -29,7 +29,7 @@ from bot.settings import Settings
 from bot.triggers import Role
 from bot.validation.detect import detect
 from bot.validation.schema import Comparison, Evidence, ValidationRun
-from bot.validation.validator import Validator, changed_test_files, evidence_between
+from bot.validation.validator import Validator, evidence_between
 from bot.workflow.engine import Engine, NodeFailedError, Outcome, Publisher, RunServices, gated
 from bot.workflow.schema import REPO_DIR, AgentNode, Workflow, WorkflowError, load_workflows
 from bot.workspace import Workspace, Worktree
@@ -140,8 +140,8 @@ def evidence_of(
     after = ValidationRun.model_validate(validation["after"])
     base = ValidationRun.model_validate(validation["base"]) if validation.get("base") else None
     comparison = Comparison.model_validate(validation["comparison"])
-    files = changed_test_files(diff, lambda path: (worktree.path / path).read_bytes())
-    proof = validator.prove(worktree.path, worktree.base_sha, diff, after, files)
+    read = lambda path: (worktree.path / path).read_bytes()  # noqa: E731 - the change's files, as they are now
+    proof = validator.prove(worktree.path, worktree.base_sha, diff, after, read)
     return Evidence(base=base, after=after, comparison=comparison, proof=proof)
 
 

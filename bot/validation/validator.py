@@ -73,16 +73,23 @@ class Validator:
         return result
 
     def compare(self, base: ValidationRun | None, after: ValidationRun, plan_text: str | None) -> Comparison:
-        named = named_tests(plan_text or "", after.outcomes()) if plan_text else []
+        named = named_tests(plan_text, after.outcomes()) if plan_text else []
         return compare(base, after, named)
 
     def prove(
-        self, repo_dir: Path, base_commit: str, diff: str, after: ValidationRun, files: Mapping[str, bytes]
+        self,
+        repo_dir: Path,
+        base_commit: str,
+        diff: str,
+        after: ValidationRun,
+        read: Callable[[str], bytes],
     ) -> FixProof:
-        """The change's new or changed tests (`files`: their content after the change) on the old code."""
+        """The change's new or changed tests on the old code: its test files (`read` gives a path's content
+        after the change) put on `base_commit`, and those tests run there."""
         tests = changed_tests(diff, after)
         if not tests:
             return prove_fix([], None, after)
+        files = changed_test_files(diff, read)
         on_base = self.at_commit(repo_dir, base_commit, overlay=files, tests=tests)
         return prove_fix(tests, on_base, after)
 
@@ -164,8 +171,7 @@ def evidence_between(
         base_run = validator.at_commit(repo_dir, fork)
         comparison = validator.compare(base_run, after, plan_text)
         diff = git_text(["-C", str(checkout), "diff", *DIFF_OPTIONS, "-M", fork, "HEAD"], cwd=checkout)
-        files = changed_test_files(diff, lambda path: (checkout / path).read_bytes())
-        proof = validator.prove(repo_dir, fork, diff, after, files)
+        proof = validator.prove(repo_dir, fork, diff, after, lambda path: (checkout / path).read_bytes())
         return Evidence(base=base_run, after=after, comparison=comparison, proof=proof)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -242,10 +242,9 @@ class Engine:
     def _latest_validation(self) -> dict[str, Any]:
         done = [n for n in self.record.nodes.values() if n.kind == "validate" and n.outputs]
         if not done:
-            return {"passed": None, "output": "", "commands": [], "base": None, "after": None}
+            return {**dict.fromkeys(_outputs_of("validate")), "output": "", "commands": []}
         latest = max(done, key=lambda n: n.finished_at or now())
-        keys = ("passed", "output", "commands", "source", "summary", "base", "after", "comparison")
-        return {key: latest.outputs.get(key) for key in keys}
+        return {key: latest.outputs.get(key) for key in _outputs_of("validate")}
 
     # --- node kinds ----------------------------------------------------------------------------
 
@@ -419,9 +418,13 @@ def _merge(old: ProviderStats | None, new: ProviderStats) -> ProviderStats:
 
 
 def _outputs(node: Node) -> tuple[str, ...]:
+    return _outputs_of(node.kind)
+
+
+def _outputs_of(kind: str) -> tuple[str, ...]:
     from bot.workflow.schema import OUTPUTS
 
-    return OUTPUTS[node.kind]
+    return OUTPUTS[kind]
 
 
 def _tail(text: str, lines: int = 5) -> str:
