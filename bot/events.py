@@ -6,11 +6,22 @@ call), so the handler answers in milliseconds; permission checks and replies hap
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.payloads import (
+    Comment,
+    Delivery,
+    InstallationCreated,
+    InstallationRepositoriesAdded,
+    Issue,
+    IssueCommentCreated,
+    IssueDelivery,
+    IssueLabeled,
+)
 from bot.triggers import (
     Request,
     TriggerError,
@@ -71,60 +82,65 @@ class Ignored:
 
 
 def route(event: str, payload: dict[str, Any], delivery_id: str, app_id: int | None) -> list[Task] | Ignored:
-    """Decide what a delivery asks of the bot."""
+    """Decide what a delivery asks of the bot.
+
+    A delivery the bot acts on is validated first (`bot.payloads`); a wrong shape raises pydantic's
+    `ValidationError`, which the web handler answers with a 400 naming the field.
+    """
     action = payload.get("action")
-    handler = _HANDLERS.get((event, action)) or _HANDLERS.get((event, None))
-    if handler is None:
-        return Ignored(f"event `{event}` action `{action}` is not handled")
-    return handler(payload, delivery_id, app_id)
+    action = action if isinstance(action, str) or action is None else type(action).__name__
+    entry = _HANDLERS.get((event, action))
+    if entry is None:
+        return Ignored(f"event `{event[:100]}` action `{str(action)[:100]}` is not handled")
+    model, handler = entry
+    return handler(model.model_validate(payload), delivery_id, app_id)
 
 
-def _installation_id(payload: dict[str, Any]) -> int | None:
-    installation = payload.get("installation") or {}
-    return installation.get("id")
+def _installation_id(delivery: Delivery) -> int | None:
+    return delivery.installation.id if delivery.installation else None
 
 
-def _bot_reason(payload: dict[str, Any], app_id: int | None, comment: dict | None) -> str | None:
+def _bot_reason(delivery: IssueDelivery, app_id: int | None, comment: Comment | None) -> str | None:
     """Senders of type Bot (this app included) never trigger work, so the bot cannot loop."""
-    if (payload.get("sender") or {}).get("type") == "Bot":
+    if delivery.sender.type == "Bot":
         return "sender is a bot"
     if comment is not None:
-        via = comment.get("performed_via_github_app") or {}
-        if app_id is not None and via.get("id") == app_id:
+        via = comment.performed_via_github_app
+        if app_id is not None and via is not None and via.id == app_id:
             return "comment was written by this app"
-        if (comment.get("user") or {}).get("type") == "Bot":
+        if comment.user is not None and comment.user.type == "Bot":
             return "comment author is a bot"
     return None
 
 
-def _command_task(payload: dict[str, Any], delivery_id: str, **fields: Any) -> CommandTask:
-    issue = payload["issue"]
+def _command_task(delivery: IssueDelivery, delivery_id: str, **fields: Any) -> CommandTask:
+    issue = delivery.issue
     return CommandTask(
         delivery_id=delivery_id,
-        installation_id=_installation_id(payload),
-        repo=payload["repository"]["full_name"],
-        issue=issue["number"],
-        is_pull_request="pull_request" in issue,
-        sender=payload["sender"]["login"],
+        installation_id=_installation_id(delivery),
+        repo=delivery.repository.full_name,
+        issue=issue.number,
+        is_pull_request=issue.is_pull_request,
+        sender=delivery.sender.login,
         **_snapshot(issue),
         **fields,
     )
 
 
-def _snapshot(issue: dict[str, Any]) -> dict[str, Any]:
+def _snapshot(issue: Issue) -> dict[str, Any]:
     """The issue's text as the maintainer's label or command found it.
 
     Runs work on this copy, so an author who edits the issue after a maintainer accepted it changes
     nothing. GitHub always sends `title` and `body` (null when empty); without them, there is no
     snapshot and the run reads the issue from the API.
     """
-    if not isinstance(issue.get("title"), str) or "body" not in issue:
+    if issue.title is None or "body" not in issue.model_fields_set:
         return {}
     return {
-        "issue_title": issue["title"],
-        "issue_body": issue.get("body") or "",
-        "issue_url": issue.get("html_url") or "",
-        "issue_author": (issue.get("user") or {}).get("login") or "",
+        "issue_title": issue.title,
+        "issue_body": issue.body or "",
+        "issue_url": issue.html_url or "",
+        "issue_author": (issue.user.login if issue.user else "") or "",
     }
 
 
@@ -135,48 +151,56 @@ def _parsed(parse: Any) -> dict[str, Any]:
         return {"error": str(error), "usage": error.usage}
 
 
-def _issue_labeled(payload: dict[str, Any], delivery_id: str, app_id: int | None) -> list[Task] | Ignored:
-    label = (payload.get("label") or {}).get("name")
+def _issue_labeled(delivery: IssueLabeled, delivery_id: str, app_id: int | None) -> list[Task] | Ignored:
+    label = delivery.label.name if delivery.label else None
     if not is_archon_label(label):
         return Ignored("label is not an `archon:` label")
-    if reason := _bot_reason(payload, app_id, None):
+    if reason := _bot_reason(delivery, app_id, None):
         return Ignored(reason)
-    if _installation_id(payload) is None:
-        return Ignored("delivery has no installation")
-    on_issue = [item["name"] for item in payload["issue"].get("labels") or []]
+    if _installation_id(delivery) is None:
+        return Ignored(NO_INSTALLATION)
+    on_issue = [item.name for item in delivery.issue.labels or []]
     fields = _parsed(lambda: request_from_labels(label, on_issue))
-    return [_command_task(payload, delivery_id, trigger=f"label `{label}`", **fields)]
+    return [_command_task(delivery, delivery_id, trigger=f"label `{label}`", **fields)]
 
 
-def _comment_created(payload: dict[str, Any], delivery_id: str, app_id: int | None) -> list[Task] | Ignored:
-    comment = payload.get("comment") or {}
-    body = comment.get("body") or ""
+def _comment_created(
+    delivery: IssueCommentCreated, delivery_id: str, app_id: int | None
+) -> list[Task] | Ignored:
+    comment = delivery.comment
+    body = comment.body or ""
     if not is_command(body):
         return Ignored("comment does not start with `/archon`")
-    if reason := _bot_reason(payload, app_id, comment):
+    if reason := _bot_reason(delivery, app_id, comment):
         return Ignored(reason)
-    if _installation_id(payload) is None:
-        return Ignored("delivery has no installation")
+    if _installation_id(delivery) is None:
+        return Ignored(NO_INSTALLATION)
     first_line = body.lstrip().partition("\n")[0].strip()[:200]
     fields = _parsed(lambda: parse_comment(body))
-    return [
-        _command_task(payload, delivery_id, comment_id=comment["id"], trigger=f"`{first_line}`", **fields)
-    ]
+    return [_command_task(delivery, delivery_id, comment_id=comment.id, trigger=f"`{first_line}`", **fields)]
 
 
-def _installed(key: str) -> Any:
-    def handler(payload: dict[str, Any], delivery_id: str, app_id: int | None) -> list[Task] | Ignored:
-        repos = tuple(r["full_name"] for r in payload.get(key) or [])
-        if not repos:
-            return Ignored("no repositories in this installation event")
-        return [LabelsTask(delivery_id=delivery_id, installation_id=_installation_id(payload), repos=repos)]
+def _installed(
+    delivery: InstallationCreated | InstallationRepositoriesAdded, delivery_id: str, app_id: int | None
+) -> list[Task] | Ignored:
+    added = (
+        delivery.repositories if isinstance(delivery, InstallationCreated) else delivery.repositories_added
+    )
+    repos = tuple(repo.full_name for repo in added or [])
+    if not repos:
+        return Ignored("no repositories in this installation event")
+    installation_id = _installation_id(delivery)
+    if installation_id is None:
+        return Ignored(NO_INSTALLATION)
+    return [LabelsTask(delivery_id=delivery_id, installation_id=installation_id, repos=repos)]
 
-    return handler
 
+NO_INSTALLATION = "delivery has no installation"
 
-_HANDLERS = {
-    ("issues", "labeled"): _issue_labeled,
-    ("issue_comment", "created"): _comment_created,
-    ("installation", "created"): _installed("repositories"),
-    ("installation_repositories", "added"): _installed("repositories_added"),
+#: (event, action) → the payload model validated before the handler reads it, and the handler.
+_HANDLERS: dict[tuple[str, str | None], tuple[type[Delivery], Callable[..., list[Task] | Ignored]]] = {
+    ("issues", "labeled"): (IssueLabeled, _issue_labeled),
+    ("issue_comment", "created"): (IssueCommentCreated, _comment_created),
+    ("installation", "created"): (InstallationCreated, _installed),
+    ("installation_repositories", "added"): (InstallationRepositoriesAdded, _installed),
 }

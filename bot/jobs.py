@@ -2,7 +2,8 @@
 
 Jobs receive plain values (a task envelope, a run id) and build what they need themselves: settings
 from the worker's environment, an installation client from the App credentials. One failure path per
-job kind tells the user on GitHub, logs with context, and never hides the original error.
+job kind goes through `bot.failures`: it tells the user on GitHub, logs with the job's ids, and never
+hides the original error.
 """
 
 from __future__ import annotations
@@ -10,48 +11,36 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from github.PullRequest import PullRequest
 from rq import get_current_job
 from rq.job import Job
 
+from bot import failures
 from bot.evaluation.service import diff_from_patches, judge_change
 from bot.events import CommandTask, LabelsTask, TaskEnvelope
 from bot.github.auth import app_integration, installation_client, installation_github
 from bot.github.forge import RepoForge
 from bot.labels import label_specs
+from bot.limits import DailySpend, RunGuard
+from bot.logs import log_context
+from bot.metrics import observe_run
 from bot.providers.factory import build_chain
 from bot.publish import GitHubPublisher
 from bot.queue import JobQueue
 from bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config, registry_for
 from bot.runner import pull_evidence, run_on_github
-from bot.runs import NodeState, RunRecord, RunState, RunStore, now
-from bot.secrets import describe_error
+from bot.runs import RunRecord, RunState, RunStore, now
 from bot.settings import Settings, load_settings
-from bot.triage import REPLY_KIND, Triage
+from bot.triage import Triage
 from bot.workflow.engine import Outcome
 from bot.workflow.schema import WorkflowError
 
 log = logging.getLogger(__name__)
 
 _PULL_MARKER = re.compile(r"<!-- archon-bot:pull:([A-Za-z0-9_-]+) -->")
-
-TRIAGE_FAILED = (
-    "I could not handle this request because of an error on my side ({reason}). Nothing was started; "
-    "repeat the command or re-apply the label to try again."
-)
-
-
-def _forge(installation_id: int, repo: str) -> RepoForge:
-    return RepoForge(installation_github(load_settings(), installation_id), repo)
-
-
-def one_line(error: BaseException | None) -> str:
-    """An exception as one short line for people. Messages never carry secrets (see `settings`)."""
-    if error is None:
-        return "unknown error"
-    return describe_error(error)
 
 
 # --- triage ----------------------------------------------------------------------------------------
@@ -61,6 +50,11 @@ def triage(envelope: dict[str, Any]) -> str:
     """React, check who asked, reply, enqueue runs; or create labels after an installation."""
     task = TaskEnvelope.model_validate(envelope).task
     job = get_current_job()
+    with log_context(delivery_id=task.delivery_id, job_id=job.id):
+        return _triage(task, job)
+
+
+def _triage(task: CommandTask | LabelsTask, job: Job) -> str:
     settings = load_settings()
     github = installation_github(settings, task.installation_id)
     if isinstance(task, LabelsTask):
@@ -81,13 +75,12 @@ def install_labels(github: Any, task: LabelsTask, presets: tuple[str, ...]) -> s
 
 def on_triage_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
     """After the last attempt, tell the person who asked (once: the reply carries a marker)."""
-    if job.retries_left:
+    if (failure := failures.failure_of(job, exc_type, value, any_error=True)) is None:
         return  # RQ will try again
     task = TaskEnvelope.model_validate(job.args[0]).task
-    log.error("triage %s failed: %s", task.delivery_id, one_line(value))
-    if isinstance(task, CommandTask):
-        body = f"@{task.sender} " + TRIAGE_FAILED.format(reason=one_line(value))
-        _forge(task.installation_id, task.repo).upsert_comment(task.issue, REPLY_KIND, task.delivery_id, body)
+    # labels after an installation: nobody asked on an issue, so the log is all
+    tell = failures.replier(task, failures.TRIAGE_FAILED) if isinstance(task, CommandTask) else None
+    failures.report(failure, tell, f"triage of {task.delivery_id}")
 
 
 # --- runs ------------------------------------------------------------------------------------------
@@ -106,8 +99,17 @@ def _load(connection: Any, run_id: str) -> tuple[RunStore, RunRecord]:
 
 
 def execute_run(run_id: str) -> str:
-    """Drive one run: running → the workflow → done, waiting or failed. Crashes go to `on_run_failure`."""
-    store, record = _load(get_current_job().connection, run_id)
+    """Drive one run: running → the workflow → done, waiting or failed. Crashes go to `on_run_failure`.
+
+    Nodes already done are skipped, so an RQ retry of this job (or `/archon retry`) resumes at the node
+    that failed or was running."""
+    job = get_current_job()
+    with log_context(job_id=job.id, run_id=run_id):
+        return _execute_run(job, run_id)
+
+
+def _execute_run(job: Job, run_id: str) -> str:
+    store, record = _load(job.connection, run_id)
     if record.state is RunState.CANCELLED:
         return f"run {run_id} was cancelled before it started"
     settings = load_settings()
@@ -124,37 +126,27 @@ def execute_run(run_id: str) -> str:
     record.state, record.summary = outcome.state, outcome.summary
     record.error = outcome.summary if outcome.state is RunState.FAILED else None
     record.finished_at = now() if outcome.state is not RunState.WAITING else None
-    _update(forge, store, record)
+    GitHubPublisher(forge, store, lambda: False).finish(record)  # retried until it lands
+    observe_run(job.connection, record)
     return f"run {run_id} {outcome.state}"
 
 
-def _finish(job: Job, connection: Any, state: RunState, error: str | None, summary: str | None) -> None:
-    store, record = _load(connection, job.meta["run_id"])
-    record.state, record.finished_at, record.error = state, now(), error
-    for node in record.nodes.values():  # the node that was running when the job died
-        if node.state is NodeState.RUNNING:
-            node.state, node.error, node.finished_at = NodeState.FAILED, error or "stopped", now()
-            record.failed_node = node.id
-    if state is RunState.CANCELLED and record.summary:
-        summary = None  # keep "Cancelled by @someone" written by the cancel command
-    record.summary = summary or record.summary
-    _update(_forge(record.installation_id, record.config.repo), store, record)
-
-
 def on_run_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
-    """The status comment says the run failed, where, and how to try again (a worker that died
-    mid-run arrives here too, as RQ's AbandonedJobError, when RQ notices)."""
-    reason = one_line(value)
-    if exc_type is not None and exc_type.__name__ == "AbandonedJobError":
-        reason = "the worker running this job stopped (it was killed or its machine went away)"
-    log.error("run %s (%s) failed: %s", job.meta.get("run_id"), job.id, reason)
-    _finish(job, connection, RunState.FAILED, reason, None)
+    """After the last attempt, the status comment says the run failed, where, and how to resume. A
+    killed work-horse (bot/worker.py), a dead worker (RQ's AbandonedJobError) and `reconcile` arrive
+    here too."""
+    if (failure := failures.failure_of(job, exc_type, value)) is None:
+        return  # RQ will try again, from the node that failed
+    run_id = job.meta["run_id"]
+    failures.report(failure, partial(failures.fail_run, connection, run_id), f"run {run_id}")
 
 
 def on_run_stopped(job: Job, connection: Any) -> None:
     """`/archon cancel` stopped a running job."""
-    log.info("run %s (%s) stopped", job.meta.get("run_id"), job.id)
-    _finish(job, connection, RunState.CANCELLED, None, "Stopped while running.")
+    run_id = job.meta.get("run_id")
+    with log_context(job_id=job.id, run_id=run_id):
+        log.info("run %s (%s) stopped", run_id, job.id)
+        failures.fail_run(connection, run_id, None, state=RunState.CANCELLED, summary=failures.STOPPED)
 
 
 # --- evaluating any pull request -------------------------------------------------------------------
@@ -164,6 +156,11 @@ def evaluate_pull(envelope: dict[str, Any], judges: list[str]) -> str:
     """`/archon evaluate` on a pull request, including ones people wrote (no plan: out of 60)."""
     task = TaskEnvelope.model_validate(envelope).task
     assert isinstance(task, CommandTask)
+    with log_context(delivery_id=task.delivery_id, job_id=get_current_job().id):
+        return _evaluate_pull(task, judges)
+
+
+def _evaluate_pull(task: CommandTask, judges: list[str]) -> str:
     settings = load_settings()
     github, token = installation_client(settings, task.installation_id)
     forge = RepoForge(github, task.repo)
@@ -176,8 +173,17 @@ def evaluate_pull(envelope: dict[str, Any], judges: list[str]) -> str:
     registry = registry_for(config, settings)
     slots = [(alias, build_chain(alias, registry, settings, node="evaluate")[0]) for alias in judges]
     evidence, files = pull_evidence(settings, token, task.repo, pull, config, plan or None)
+    # The judges' calls count against the run cap and the installation's day, like any run's.
+    daily = DailySpend.of(get_current_job().connection, task.installation_id, settings)
     verdict = judge_change(
-        slots, title=title, body=body, diff=diff, plan=plan or None, evidence=evidence, repo_files=files
+        slots,
+        title=title,
+        body=body,
+        diff=diff,
+        plan=plan or None,
+        evidence=evidence,
+        repo_files=files,
+        guard=RunGuard(settings.archon_max_run_usd, daily=daily),
     )
     forge.post_review(task.issue, verdict.body, key=f"eval-{task.delivery_id}", comments=verdict.comments)
     return verdict.headline()
@@ -227,11 +233,8 @@ def _bot_login(settings: Settings) -> str:
 
 
 def on_evaluate_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
+    if (failure := failures.failure_of(job, exc_type, value)) is None:
+        return
     task = TaskEnvelope.model_validate(job.args[0]).task
-    log.error("evaluation for %s#%s failed: %s", task.repo, task.issue, one_line(value))
-    if isinstance(task, CommandTask):
-        body = (
-            f"@{task.sender} the evaluation could not run because of an error on my side "
-            f"({one_line(value)}). No review was posted; comment `/archon evaluate` to try again."
-        )
-        _forge(task.installation_id, task.repo).upsert_comment(task.issue, REPLY_KIND, task.delivery_id, body)
+    tell = failures.replier(task, failures.EVALUATE_FAILED)
+    failures.report(failure, tell, f"evaluation of {task.delivery_id}")

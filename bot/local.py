@@ -20,11 +20,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bot.limits import panel_refusal
 from bot.providers.registry import ModelRegistry
 from bot.publish import FolderPublisher
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry_for, role_defaults
 from bot.runconfig import resolve_run
-from bot.runner import base_limits, branch_name, chain_factory, make_evaluator, make_validator
+from bot.runner import base_limits, branch_name, chain_factory, make_evaluator, make_validator, run_guard
 from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, now
 from bot.sandbox import Sandbox, SandboxPolicy
 from bot.secrets import redact
@@ -124,16 +125,18 @@ def run_record(
     publisher = FolderPublisher(folder, on_progress=_printer(console))
     sandbox = Sandbox(SandboxPolicy.from_settings(settings))
     validator = make_validator(local.config, worktree.path, sandbox, settings, _progress(console))
+    guard = run_guard(record, settings, None)  # the run's cost cap; no installation, so no daily cap
     services = RunServices(
         publisher=publisher,
         worktree=worktree,
         chain_for=chain_factory(record, local.registry, settings),
         validator=validator,
         run_dir=folder,
-        base_limits=base_limits(local.config),
+        base_limits=base_limits(local.config, settings),
+        guard=guard,
         push=False,
         sandbox=sandbox,
-        evaluate=make_evaluator(record, local.registry, settings, worktree, publisher, validator),
+        evaluate=make_evaluator(record, local.registry, settings, worktree, publisher, validator, guard),
     )
     outcome = Engine(workflow, record, services).run()
     record.state, record.summary, record.finished_at = outcome.state, outcome.summary, now()
@@ -161,6 +164,7 @@ def run_local(request: LocalRequest, settings: Settings, console: Console | None
         registry=local.registry,
         defaults=local.defaults,
         gate="none",
+        allow_unpriced=settings.archon_allow_unpriced_models,
     )
     if run_config.workflow not in local.workflows:
         names = ", ".join(sorted(local.workflows))
@@ -281,6 +285,8 @@ def evaluate_local(
     from bot.providers.factory import build_chain
     from bot.validation.validator import evidence_between
 
+    if why := panel_refusal(len(judges), settings):  # before anything runs, let alone a model
+        raise ConfigurationError(why)
     console = console or Console()
     repo = repo.resolve()
     diff = git_diff(repo, base, head)

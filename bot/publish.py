@@ -4,14 +4,27 @@ Redis and the status comment. `FolderPublisher`: files in a folder, for `archon-
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.github.forge import RepoForge
+import requests
+from github import GithubException
+
+from bot.github.forge import FINAL, ONCE, RepoForge, RetryPolicy
 from bot.github.markers import with_marker
 from bot.runs import RunRecord, RunStore
-from bot.secrets import default_redactor
+from bot.secrets import default_redactor, describe_error
 from bot.status import STATUS_KIND, render_status
+
+log = logging.getLogger(__name__)
+
+#: After a status edit fails, later progress edits are skipped this long (the record is still saved):
+#: an outage is not made worse by an edit per node, and the run is not slowed by their retries.
+PROGRESS_COOLDOWN_S = 30.0
+#: What a failed GitHub write raises (API errors, connections lost or timed out).
+WRITE_ERRORS = (GithubException, requests.RequestException)
 
 PLAN_KIND = "plan"
 SUPERSEDED = "> ⚠️ **Superseded** by [a revised plan]({url}).\n\n"
@@ -33,8 +46,21 @@ def plan_comment(record: RunRecord, text: str, gated: bool) -> str:
 
 
 class GitHubPublisher:
-    def __init__(self, forge: RepoForge, store: RunStore, gated: Callable[[], bool]) -> None:
+    """Plans, the pull request and reviews through the forge (retried writes); the status comment
+    best-effort while the run goes (`progress`) and retried until it lands at the end (`finish`)."""
+
+    def __init__(
+        self,
+        forge: RepoForge,
+        store: RunStore,
+        gated: Callable[[], bool],
+        *,
+        final_policy: RetryPolicy = FINAL,
+        cooldown_s: float = PROGRESS_COOLDOWN_S,
+    ) -> None:
         self.forge, self.store, self.gated = forge, store, gated
+        self.final_policy, self.cooldown_s = final_policy, cooldown_s
+        self._quiet_until = 0.0
 
     def post_plan(self, record: RunRecord, text: str) -> str:
         key = f"{record.run_id}-{record.revision}"
@@ -64,13 +90,47 @@ class GitHubPublisher:
         return record.pr_url or ""
 
     def progress(self, record: RunRecord) -> None:
-        """Save the record and edit the status comment (every node change)."""
+        """Save the record, then edit the status comment, best-effort (every node change).
+
+        A failed edit never fails the run: it is logged, and edits pause for `cooldown_s`; the record
+        in Redis is already saved, and the terminal state goes out through `finish`, which retries.
+        """
         self.store.save(record)
+        if time.monotonic() < self._quiet_until:
+            return
+        try:
+            self._show(record, self.forge.with_policy(ONCE))
+        except WRITE_ERRORS as error:
+            self._quiet_until = time.monotonic() + self.cooldown_s
+            log.warning(
+                "run %s: status comment not updated (%s); the record is saved, edits pause for %.0fs",
+                record.run_id,
+                describe_error(error),
+                self.cooldown_s,
+            )
+
+    def finish(self, record: RunRecord) -> bool:
+        """Save the record, then write its terminal state (done, failed, cancelled, waiting) to the status
+        comment, retried until it lands within `final_policy`. False (logged) if it never did."""
+        self.store.save(record)
+        try:
+            self._show(record, self.forge.with_policy(self.final_policy))
+        except WRITE_ERRORS as error:
+            log.error(
+                "run %s: the final status (%s) could not be written to GitHub: %s",
+                record.run_id,
+                record.state,
+                describe_error(error),
+            )
+            return False
+        return True
+
+    def _show(self, record: RunRecord, forge: RepoForge) -> None:
         body = render_status(record)
         if record.status_comment_id is None:
-            posted = self.forge.upsert_comment(record.config.issue, STATUS_KIND, record.run_id, body)
+            posted = forge.upsert_comment(record.config.issue, STATUS_KIND, record.run_id, body)
         else:
-            posted = self.forge.edit_comment(
+            posted = forge.edit_comment(
                 record.config.issue, record.status_comment_id, STATUS_KIND, record.run_id, body
             )
         record.status_comment_id, record.status_comment_url = posted.id, posted.html_url
@@ -100,6 +160,11 @@ class FolderPublisher:
         path = self.folder / "review.md"
         path.write_text(body + ("\n\n## Inline comments\n" + inline if inline else "") + "\n")
         return path.resolve().as_uri()
+
+    def finish(self, record: RunRecord) -> bool:
+        """The terminal state: a folder write either works or raises, so the same as `progress`."""
+        self.progress(record)
+        return True
 
     def progress(self, record: RunRecord) -> None:
         (self.folder / "status.md").write_text(with_marker(render_status(record), "local", record.run_id))

@@ -8,6 +8,7 @@ imports the job code.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,11 @@ TRIAGE_QUEUE = "archon-triage"
 RUNS_QUEUE = "archon-runs"
 DELIVERY_TTL = 4 * 24 * 3600  # GitHub lets people redeliver for 3 days; keep a day more.
 TRIAGE_TIMEOUT = 120
+#: A run job's automatic retries for transient errors (the network, Redis, GitHub's 5xx), with the seconds
+#: between attempts; each attempt resumes at the node that failed. Other errors fail the run at once.
+RUN_RETRY = Retry(max=2, interval=[15, 60])
+#: Run ids that have (had) a run job: `bot.failures.reconcile` checks these for dead jobs.
+LIVE_RUNS_KEY = "archon:live-runs"
 ACTIVE_STATES = {
     JobStatus.QUEUED,
     JobStatus.STARTED,
@@ -109,19 +115,9 @@ class JobQueue:
         """
         for _ in range(2):
             try:
-                return self.runs.enqueue_call(
-                    "bot.jobs.execute_run",
-                    args=(run_id,),
-                    job_id=job_id,
-                    unique=True,
-                    timeout=timeout,
-                    result_ttl=7 * 24 * 3600,
-                    failure_ttl=30 * 24 * 3600,
-                    on_failure=Callback("bot.jobs.on_run_failure"),
-                    on_stopped=Callback("bot.jobs.on_run_stopped"),
-                    meta={"run_id": run_id},
-                    description=f"run {run_id}",
-                )
+                job = self._enqueue_run(job_id, run_id, timeout)
+                self.track_run(run_id)
+                return job
             except DuplicateJobError:
                 job = Job.fetch(job_id, connection=self.connection)
                 status = job.get_status()
@@ -129,6 +125,26 @@ class JobQueue:
                     raise ActiveRunError(job, JobStatus(status).value) from None
                 job.delete()
         raise RuntimeError(f"could not enqueue {job_id}: it keeps reappearing")
+
+    def track_run(self, run_id: str) -> None:
+        """Remember that a run has a job, so reconciliation checks on it until the run ends."""
+        self.connection.zadd(LIVE_RUNS_KEY, {run_id: time.time()})
+
+    def _enqueue_run(self, job_id: str, run_id: str, timeout: int) -> Job:
+        return self.runs.enqueue_call(
+            "bot.jobs.execute_run",
+            args=(run_id,),
+            job_id=job_id,
+            unique=True,
+            timeout=timeout,
+            result_ttl=7 * 24 * 3600,
+            failure_ttl=30 * 24 * 3600,
+            retry=RUN_RETRY,
+            on_failure=Callback("bot.jobs.on_run_failure"),
+            on_stopped=Callback("bot.jobs.on_run_stopped"),
+            meta={"run_id": run_id},
+            description=f"run {run_id}",
+        )
 
     def enqueue_bench(self, bench_id: str) -> Job:
         """The benchmark's first job: explore, estimate, fan the cells out."""

@@ -26,7 +26,9 @@ class TriggerPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     permissions: tuple[str, ...] | None = Field(
-        None, description="Roles that may start work here; the deployment's list when unset."
+        None,
+        description="Roles that may start work here, among the deployment's (ARCHON_ALLOWED_PERMISSIONS); "
+        "the deployment's list when unset. A repository may narrow it, never widen it.",
     )
 
     @field_validator("permissions")
@@ -39,7 +41,8 @@ class TriggerPolicy(BaseModel):
 
 
 class RunBudgets(BaseModel):
-    """Caps for every agent node of a run here (a workflow node's own `budget` may lower them)."""
+    """Caps for every agent node of a run here. Each only lowers the deployment's (ARCHON_MAX_NODE_USD,
+    ARCHON_MAX_TURNS, ARCHON_MAX_WALL_S, ARCHON_BENCH_MAX_USD); a workflow node's `budget` lowers it again."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -111,6 +114,34 @@ def _describe(error: ValidationError) -> str:
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"
         lines.append(f"`{CONFIG_PATH}`: `{field}`: {item['msg']}")
     return "\n".join(lines)
+
+
+PERMISSIONS_WIDENED = (
+    "`{path}`: `triggers.permissions`: {extra} may not start work on this deployment "
+    "(ARCHON_ALLOWED_PERMISSIONS: {allowed}); a repository may only narrow who can start work"
+)
+
+
+def within_deployment(config: RepoConfig, settings: Settings) -> RepoConfig:
+    """The config, if it asks for nothing the deployment forbids; else a `RepoConfigError` naming the field.
+
+    Budgets need no check here: they are combined with the deployment's as the lower of the two."""
+    allowed = settings.archon_allowed_permissions
+    extra = [role for role in config.triggers.permissions or () if role not in allowed]
+    if extra:
+        raise RepoConfigError(
+            PERMISSIONS_WIDENED.format(
+                path=CONFIG_PATH, extra=", ".join(f"`{r}`" for r in extra), allowed=", ".join(allowed)
+            )
+        )
+    return config
+
+
+def bench_cap_usd(config: RepoConfig, settings: Settings) -> float:
+    """A benchmark's estimated-cost cap: the repository's `budgets.bench_max_usd` only lowers the
+    deployment's ARCHON_BENCH_MAX_USD."""
+    repo_cap = config.budgets.bench_max_usd
+    return min(repo_cap, settings.archon_bench_max_usd) if repo_cap else settings.archon_bench_max_usd
 
 
 def registry_for(config: RepoConfig, settings: Settings) -> ModelRegistry:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.providers.registry import ModelRegistry, ModelSpec
+from bot.providers.registry import ModelRegistry, ModelSpec, unpriced_refusal
 from bot.triggers import Role, RunRequest
 
 DEFAULT_WORKFLOW = "fix-issue"
@@ -60,8 +60,10 @@ def resolve_run(
     registry: ModelRegistry,
     defaults: Mapping[Role, str],
     gate: Literal["plan", "none"] | None = None,
+    allow_unpriced: bool = False,
 ) -> RunConfig:
-    """Resolve every role to a model; the first unknown alias raises with the valid choices."""
+    """Resolve every role to a model; the first unknown alias raises with the valid choices, the first
+    alias without prices (unless `allow_unpriced`, ARCHON_ALLOW_UNPRICED_MODELS) with the reason."""
     models = {}
     for role in Role:
         alias = request.models.get(role) or defaults.get(role)
@@ -71,6 +73,8 @@ def resolve_run(
         if spec is None:
             valid = registry.listed()
             raise UnknownModelError(f"`{role}={alias}`: unknown model alias. Valid aliases: {valid}.")
+        if why := unpriced_refusal(alias, spec, allow_unpriced):
+            raise UnknownModelError(f"`{role}={alias}`: {why}.")
         models[role] = ResolvedModel(alias=alias.lower(), spec=spec)
     workflow = request.workflow or DEFAULT_WORKFLOW
     return RunConfig(repo=repo, issue=issue, workflow=workflow, models=models, gate=request.gate or gate)

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 from rq.timeouts import JobTimeoutException
 
 from bot.agent.loop import AgentLimits
 from bot.evaluation.service import files_at, judge_change
 from bot.github.forge import RepoForge
+from bot.limits import DailySpend, RunGuard, deployment_limits, effective_limits
 from bot.providers.factory import build_chain
 from bot.providers.registry import ModelRegistry
 from bot.providers.types import ModelSlot
@@ -51,9 +53,19 @@ def _variant(record: RunRecord) -> str:
     return f"{models[Role.PLAN].alias}-{models[Role.IMPL].alias}"
 
 
-def base_limits(config: RepoConfig) -> AgentLimits:
-    budgets = {k: v for k, v in config.budgets.model_dump(exclude={"bench_max_usd"}).items() if v is not None}
-    return AgentLimits(**budgets)
+def base_limits(config: RepoConfig, settings: Settings) -> AgentLimits:
+    """Every agent node's limits before its own `budget`: the deployment's ceilings, lowered (never
+    raised) by the repository's `budgets`."""
+    return effective_limits(deployment_limits(settings), config.budgets.model_dump(exclude={"bench_max_usd"}))
+
+
+def run_guard(record: RunRecord, settings: Settings, connection: redis.Redis | None) -> RunGuard:
+    """The run's cost cap over all its nodes, and the installation's daily spend when there is one (a
+    local `archon-bot run` has no installation and no Redis: only the run cap applies)."""
+    daily = None
+    if connection is not None and record.installation_id:
+        daily = DailySpend.of(connection, record.installation_id, settings)
+    return RunGuard(settings.archon_max_run_usd, spent_before=record.cost_usd, daily=daily)
 
 
 def chain_factory(
@@ -91,6 +103,7 @@ def make_evaluator(
     worktree: Worktree,
     publisher: Publisher,
     validator: Validator | None,
+    guard: RunGuard | None = None,
 ):
     """The workflow's `evaluate` node: measure (the validate node's runs on the merge base and the change,
     and the change's new tests on the old code), judge blind with the run's eval model, post the review."""
@@ -98,9 +111,8 @@ def make_evaluator(
     def evaluate(record: RunRecord, context: dict[str, Any], state: NodeRun) -> dict[str, Any]:
         alias = record.config.models[Role.EVAL].alias
         state.model = alias
-        judges = [
-            (alias, build_chain(alias, registry, settings, node="evaluate", variant=_variant(record))[0])
-        ]
+        chain = build_chain(alias, registry, settings, node="evaluate", variant=_variant(record))
+        judges = [(alias, chain[0])]
         validation = context["validation"]
         issue = record.issue
         worktree.verify()  # a `.git` the run replaced must not become the source of the old-code checkout
@@ -115,6 +127,7 @@ def make_evaluator(
             after=validation.get("passed"),
             evidence=evidence_of(validator, validation, worktree, diff),
             repo_files=files_at(worktree.path, "HEAD"),
+            guard=guard,
         )
         state.usage = state.usage + verdict.usage
         state.cost_usd = round(state.cost_usd + verdict.cost_usd, 8)
@@ -195,7 +208,9 @@ def run_on_github(
     record.branch = record.branch or branch_name(record)
     workspace.cleanup(settings.archon_keep_failed_hours * 3600)
     worktree = workspace.prepare(record.config.repo, record.run_id, record.branch, token=token())
-    return execute(workflow, record, publisher, workspace, worktree, config, registry, settings, token)
+    return execute(
+        workflow, record, publisher, workspace, worktree, config, registry, settings, token, store.redis
+    )
 
 
 def pick_workflow(record: RunRecord, repo_files: dict[str, str]) -> Workflow:
@@ -216,7 +231,12 @@ def execute(
     registry: ModelRegistry,
     settings: Settings,
     token: Callable[[], str | None],
+    connection: redis.Redis | None = None,
 ) -> Outcome:
+    """`connection`: the Redis holding the installation's daily spend (None: from REDIS_URL, if set)."""
+    if connection is None and settings.redis_url and record.installation_id:
+        connection = redis.Redis.from_url(settings.redis_url)
+    guard = run_guard(record, settings, connection)
     run_dir = settings.archon_data_dir / "runs" / record.run_id
     secrets = [t for t in (token(),) if t]
     sandbox = Sandbox(SandboxPolicy.from_settings(settings))
@@ -227,11 +247,12 @@ def execute(
         chain_for=chain_factory(record, registry, settings),
         validator=validator,
         run_dir=run_dir,
-        base_limits=base_limits(config),
+        base_limits=base_limits(config, settings),
+        guard=guard,
         push_token=token,
         secrets=secrets,
         sandbox=sandbox,
-        evaluate=make_evaluator(record, registry, settings, worktree, publisher, validator),
+        evaluate=make_evaluator(record, registry, settings, worktree, publisher, validator, guard),
         interrupts=(JobTimeoutException,),
     )
     outcome = Outcome(RunState.FAILED, "the run stopped before it finished")

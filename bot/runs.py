@@ -1,7 +1,8 @@
 """Run records: what a run is, where its status comment lives, how far it got. Kept in Redis.
 
 Any worker on any machine can pick up any job, so everything a job needs to find its run is here, keyed
-by run id, plus an index per issue for `/archon status` and `/archon cancel`.
+by run id, plus an index per issue for `/archon status` and `/archon cancel`, and one per installation of
+the runs in progress (ARCHON_MAX_CONCURRENT_RUNS), kept in the same write as the record.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from bot.agent.ledger import ProviderStats
+from bot.limits import index_active
 from bot.providers.types import Usage
 from bot.runconfig import RunConfig
 from bot.secrets import Redactor, default_redactor
@@ -157,6 +159,8 @@ class RunStore:
                 self._issue_key(config.repo, config.issue), {record.run_id: record.created_at.timestamp()}
             )
             pipe.expire(self._issue_key(config.repo, config.issue), RECORD_TTL)
+            if record.bench_id is None:  # a benchmark counts once, as itself (bot/bench/orchestrate.py)
+                index_active(pipe, record.installation_id, record.run_id, record.state.active)
             pipe.execute()
 
     def load(self, run_id: str) -> RunRecord | None:

@@ -257,8 +257,21 @@ def bwrap_problem() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not start ({exc})"
     if done.returncode:
-        return f"bwrap cannot create namespaces here ({done.stderr.decode(errors='replace').strip()})"
+        reason = done.stderr.decode(errors="replace").strip()
+        return f"bwrap cannot create namespaces here ({reason}){_container_hint()}"
     return None
+
+
+#: What a container runtime must allow for bwrap (docs/operations.md); said where the probe fails.
+CONTAINER_HINT = (
+    " — in Docker give the worker `security_opt: [seccomp=unconfined, apparmor=unconfined, "
+    "systempaths=unconfined]` (docs/operations.md)"
+)
+
+
+def _container_hint() -> str:
+    in_container = Path("/.dockerenv").exists() or bool(os.environ.get("container"))  # noqa: SIM112 (systemd/podman set it lower-case)
+    return CONTAINER_HINT if in_container else ""
 
 
 def _outer_env() -> dict[str, str]:

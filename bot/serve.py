@@ -17,6 +17,8 @@ from bot.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
+GUNICORN_CONFIG = "python:bot.gunicorn_conf"
+
 
 def serve(settings: Settings, host: str, port: int, run_workers: int) -> int:
     settings.require_webhook_secret()
@@ -36,12 +38,10 @@ def serve(settings: Settings, host: str, port: int, run_workers: int) -> int:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-c",
+                GUNICORN_CONFIG,  # workers, log level and format from the settings, as in the Procfile
                 "--bind",
                 f"{host}:{port}",
-                "--workers",
-                "2",
-                "--access-logfile",
-                "-",
                 "bot.web:create_app()",
             ],
         )

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.sandbox import DEFAULT_PACKAGE_HOSTS
@@ -38,6 +38,20 @@ def _split_csv(value: object) -> object:
     return value
 
 
+def _absolute(path: Path) -> Path:
+    """Resolved once at start: git runs with other working directories (`cwd=` a mirror or worktree),
+    where a relative data directory would name another place."""
+    return path.expanduser().resolve()
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+DataDir = Annotated[Path, AfterValidator(_absolute)]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)]
+
+
 class Settings(BaseSettings):
     """Everything an operator configures. Field names map to upper-case environment variables."""
 
@@ -60,8 +74,19 @@ class Settings(BaseSettings):
         0.25, ge=0, description="Seconds PyGithub waits between any two calls (PyGithub's default)."
     )
     redis_url: str | None = Field(None, description="Redis URL; unset means embedded Redis.")
-    archon_data_dir: Path = Field(Path(".archon"), description="Mirrors, worktrees, runs.")
+    archon_data_dir: DataDir = Field(
+        Path(".archon"),
+        validate_default=True,
+        description="Mirrors, worktrees, runs; relative paths are taken from the working directory at start.",
+    )
     webhook_path: str = Field("/webhook", description="Path GitHub posts deliveries to.")
+    # --- Processes: read by gunicorn (bot/gunicorn_conf.py), the CLI and the workers (bot/logs.py). ---
+    port: int = Field(3000, ge=1, le=65535, description="Port the web server listens on.")
+    web_concurrency: int = Field(2, ge=1, description="gunicorn worker processes of the web server.")
+    log_level: LogLevel = Field("INFO", description="Log level of every process.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`text` lines, or `json` lines carrying delivery_id/job_id/run_id."
+    )
 
     anthropic_api_key: SecretStr | None = Field(None, description="Anthropic API key (opus, sonnet, haiku).")
     anthropic_base_url: str | None = Field(None, description="Anthropic API base URL; unset: the SDK's.")
@@ -101,6 +126,24 @@ class Settings(BaseSettings):
         20.0, gt=0, description="A benchmark whose estimated cost is above this does not start (USD)."
     )
     archon_run_timeout: int = Field(3600, description="Seconds a run job may take before RQ stops it.")
+    # Limits the operator owns (docs/security.md "Limits"): repositories and workflows only lower them.
+    archon_max_node_usd: float = Field(10.0, gt=0, description="Dollars one agent node may spend at most.")
+    archon_max_run_usd: float = Field(30.0, gt=0, description="Dollars one run may spend over all its nodes.")
+    archon_max_turns: int = Field(60, gt=0, description="Model calls one agent node may make at most.")
+    archon_max_wall_s: float = Field(3600, gt=0, description="Seconds one agent node may take at most.")
+    archon_daily_usd_per_installation: float = Field(
+        50.0, gt=0, description="Dollars one installation may spend per UTC day (checked before each call)."
+    )
+    archon_max_concurrent_runs: int = Field(
+        5, gt=0, description="Runs (a benchmark counts as one) queued or running at once per installation."
+    )
+    archon_max_judges: int = Field(5, gt=0, description="Judges one `/archon evaluate` panel may have.")
+    archon_max_bench_cells: int = Field(
+        24, gt=0, description="Cells (issues × pairings × repeats) one benchmark may have."
+    )
+    archon_allow_unpriced_models: bool = Field(
+        False, description="Allow aliases without `prices` (their cost counts as $0 against every cap)."
+    )
 
     archon_sandbox: Literal["auto", "required", "off"] = Field(
         "auto", description="bubblewrap for every repository command: auto, required or off."

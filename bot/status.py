@@ -7,7 +7,7 @@ finds and edits its comment instead of posting a second one.
 from __future__ import annotations
 
 from bot.github.markers import with_marker
-from bot.runs import RunRecord, RunState
+from bot.runs import NodeState, RunRecord, RunState
 from bot.triggers import Role
 from bot.workflow.report import nodes_table
 
@@ -23,6 +23,10 @@ _HEADLINE = {
 }
 
 RETRY_HINT = "Comment `/archon retry` to run it again (or re-apply the label)."
+EVALUATION_FAILED = (
+    "⚠️ **The evaluation failed:** {reason}. The [pull request]({url}) stands; comment "
+    "`/archon evaluate` on the pull request to redo it."
+)
 RESUME_HINT = "Comment `/archon retry` to resume from `{node}`, keeping the work done before it."
 
 
@@ -49,9 +53,22 @@ def render_status(record: RunRecord) -> str:
         lines += ["", *nodes_table(record)]
     if record.summary:
         lines += ["", record.summary]
+    if note := _evaluation_note(record):
+        lines += ["", note]
     if record.state is RunState.FAILED:
         lines += ["", f"**Reason:** {record.error or 'unknown error'}", "", _retry_hint(record)]
     return with_marker("\n".join(lines), STATUS_KIND, record.run_id)
+
+
+def _evaluation_note(record: RunRecord) -> str | None:
+    """A done run whose evaluate node failed: its pull request stands, the evaluation can be redone."""
+    if record.state is not RunState.DONE or record.pr_number is None or not record.pr_url:
+        return None
+    for node in record.nodes.values():
+        if node.kind == "evaluate" and node.state is NodeState.FAILED:
+            reason = (node.error or "unknown error").rstrip(".")
+            return EVALUATION_FAILED.format(reason=reason, url=record.pr_url)
+    return None
 
 
 def _retry_hint(record: RunRecord) -> str:

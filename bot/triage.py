@@ -16,8 +16,10 @@ from bot.bench.orchestrate import BenchRecord, BenchStore, bench_id_for
 from bot.bench.results import BenchSpec
 from bot.commands import COMMANDS, CommandName, help_text
 from bot.events import CommandTask
+from bot.failures import dead_reason, fail_run
 from bot.github.forge import RepoForge
-from bot.providers.registry import ModelRegistry
+from bot.limits import DailySpend, active_runs, cells_refusal, concurrency_refusal, panel_refusal
+from bot.providers.registry import ModelRegistry, unpriced_refusal
 from bot.queue import ActiveRunError, JobQueue
 from bot.repo_config import (
     CONFIG_PATH,
@@ -26,6 +28,7 @@ from bot.repo_config import (
     parse_repo_config,
     registry_for,
     role_defaults,
+    within_deployment,
 )
 from bot.runconfig import RunConfig, UnknownModelError, resolve_run
 from bot.runner import pick_workflow
@@ -43,6 +46,7 @@ REPLY_KIND = "reply"
 READ_ONLY = {CommandName.HELP, CommandName.MODELS, CommandName.STATUS}
 #: The reference experiment's matrix: plan ∈ {opus, kimi} × implement ∈ {opus, kimi}.
 DEFAULT_MATRIX = ("opus", "kimi")
+NOT_STARTED = "nothing was started: {reason}."
 
 
 @dataclass
@@ -91,7 +95,7 @@ class Triage:
     def _repo_config(self) -> RepoConfig | str:
         """The repository's config, or the reply explaining why it is unusable."""
         try:
-            return parse_repo_config(self.forge.read_file(CONFIG_PATH))
+            return within_deployment(parse_repo_config(self.forge.read_file(CONFIG_PATH)), self.settings)
         except RepoConfigError as error:
             return self.reply(
                 f"nothing was started because the repository configuration is invalid:\n\n{error}"
@@ -105,6 +109,21 @@ class Triage:
         allowed = self._policy(config)
         log.info("%s has %s (%s) on %s", self.task.sender, permission, role, self.task.repo)
         return permission in allowed or role in allowed
+
+    def _over_limits(self, besides: str | None = None) -> str | None:
+        """Why nothing more may start for this installation now: its runs in progress fill
+        ARCHON_MAX_CONCURRENT_RUNS, or today's spend reached ARCHON_DAILY_USD_PER_INSTALLATION."""
+        connection, installation = self.queue.connection, self.task.installation_id
+        active = active_runs(connection, installation, besides=besides)
+        return concurrency_refusal(active, self.settings.archon_max_concurrent_runs) or (
+            DailySpend.of(connection, installation, self.settings).refusal()
+        )
+
+    def _unpriced(self, registry: ModelRegistry, aliases: list[str]) -> str | None:
+        """The first alias without prices, refused unless ARCHON_ALLOW_UNPRICED_MODELS."""
+        allow = self.settings.archon_allow_unpriced_models
+        reasons = (unpriced_refusal(a, spec, allow) for a in aliases if (spec := registry.get(a)) is not None)
+        return next((why for why in reasons if why), None)
 
     def registry(self, config: RepoConfig) -> ModelRegistry:
         return registry_for(config, self.settings)
@@ -127,6 +146,7 @@ class Triage:
                 registry=self.registry(config),
                 defaults=self.defaults(config),
                 gate=config.gate,
+                allow_unpriced=self.settings.archon_allow_unpriced_models,
             )
         except UnknownModelError as error:
             return self.reply(f"nothing was started: {error}")
@@ -140,6 +160,8 @@ class Triage:
         job_id = run_config.job_id()
         if (busy := self._busy(job_id, run_id)) is not None:
             return busy
+        if why := self._over_limits(besides=run_id):
+            return self.reply(NOT_STARTED.format(reason=why))
         record = existing or RunRecord(
             run_id=run_id,
             job_id=job_id,
@@ -264,6 +286,8 @@ class Triage:
 
     def _requeue(self, record: RunRecord, what: str) -> str:
         """Queue an existing run again under its own id: its status comment and branch carry on."""
+        if why := self._over_limits(besides=record.run_id):
+            return self.reply(NOT_STARTED.format(reason=why))
         record.state, record.error, record.summary, record.finished_at = RunState.QUEUED, None, None, None
         self.post_status(record)
         try:
@@ -298,6 +322,13 @@ class Triage:
                 f"nothing was started: {', '.join(f'`{a}`' for a in unknown)} "
                 f"{'is' if len(unknown) == 1 else 'are'} not a model alias here. Valid aliases: {valid}."
             )
+        why = (
+            cells_refusal(len(spec.issues), len(spec.pairings()), spec.repeat, self.settings)
+            or self._unpriced(registry, [*spec.plan, *spec.impl, *spec.judge, explore])
+            or self._over_limits()
+        )
+        if why:
+            return self.reply(NOT_STARTED.format(reason=why))
         bench_id = bench_id_for(self.task.delivery_id)
         store = BenchStore(self.queue.connection)
         if store.load(bench_id) is not None:
@@ -328,6 +359,10 @@ class Triage:
                 f"nothing was started: `eval={','.join(unknown)}` is not a model alias here. "
                 f"Valid aliases: {valid}."
             )
+        if why := panel_refusal(len(judges), self.settings) or self._unpriced(registry, judges):
+            return self.reply(NOT_STARTED.format(reason=why))
+        if why := self._over_limits():
+            return self.reply(NOT_STARTED.format(reason=why))
         self.queue.enqueue_evaluation(self.task, judges, self.settings.archon_run_timeout)
         panel = f"a panel of {len(judges)} judges" if len(judges) > 1 else "one judge"
         return self.reply(
@@ -335,6 +370,9 @@ class Triage:
         )
 
     def retry(self, config: RepoConfig) -> str:
+        """Resume the latest failed or cancelled run from its failed node; a run stuck "queued" or
+        "running" whose job is dead (its worker was killed, Redis lost it) is failed first, then resumed."""
+        self._fail_if_dead(self._latest(RunState.QUEUED, RunState.RUNNING))
         record = self._latest(RunState.FAILED, RunState.CANCELLED)
         if record is None:
             return self.reply("there is no failed or cancelled Archon run on this issue to retry.")
@@ -344,6 +382,14 @@ class Triage:
         where = f"from `{record.failed_node}`" if record.failed_node else "from the start"
         record.failed_node = None
         return self._requeue(record, f"resuming run `{record.run_id}` {where}")
+
+    def _fail_if_dead(self, record: RunRecord | None) -> None:
+        """The same check as the workers' reconciliation (`bot.failures.dead_reason`), without its wait."""
+        if record is None:
+            return
+        reason = dead_reason(self.queue.connection, record.run_id, record.job_id)
+        if reason is not None:
+            fail_run(self.queue.connection, record.run_id, reason)
 
     def approve(self, config: RepoConfig) -> str:
         record = self._latest(RunState.WAITING)

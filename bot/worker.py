@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import redis
 from rq import Queue, Worker
 
+from bot.failures import reconcile, work_horse_killed
 from bot.queue import RUNS_QUEUE, TRIAGE_QUEUE, connect
 from bot.sandbox import Sandbox, SandboxPolicy, SandboxUnavailableError
 from bot.secrets import redact
@@ -30,12 +32,37 @@ def _redis_url(settings: Settings) -> str:
 
 class RedactingWorker(Worker):
     """RQ keeps a failed job's traceback in Redis (`rq info`, dashboards); a secret in an exception's
-    text must not live there, so it is redacted on the way in."""
+    text must not live there, so it is redacted on the way in.
+
+    Its maintenance also reconciles runs with their jobs (`bot.failures.reconcile`): a run whose record
+    says queued or running but whose job is dead is failed and told, whichever machine lost it."""
 
     def handle_job_failure(self, job, queue, started_job_registry=None, exc_string="", execution=None):  # type: ignore[override]
         return super().handle_job_failure(
             job, queue, started_job_registry, redact(exc_string), execution=execution
         )
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()  # RQ's cleanup first: it tells abandoned jobs' callbacks itself
+        try:
+            failed = reconcile(self.connection)
+        except Exception:  # maintenance must never stop the worker (Redis away: the next pass retries)
+            log.exception("reconciling runs with their jobs failed")
+            return
+        if failed:
+            log.warning("reconciliation failed %d run(s) whose job was dead: %s", len(failed), failed)
+
+
+def make_worker(connection: redis.Redis, queues: Sequence[str]) -> RedactingWorker:
+    """The worker `archon-bot worker` runs. A work-horse killed mid-job (out of memory, the agent's own
+    `kill`) fails its job at once through the job's failure callback (RQ alone would call none)."""
+    return RedactingWorker(
+        [Queue(name, connection=connection) for name in queues],
+        connection=connection,
+        # Registry maintenance is what notices a job whose worker died; RQ's default pass is every 10 min.
+        maintenance_interval=MAINTENANCE_INTERVAL_S,
+        work_horse_killed_handler=work_horse_killed,
+    )
 
 
 def check_sandbox(settings: Settings) -> str:
@@ -54,10 +81,7 @@ def run_worker(settings: Settings, queues: Sequence[str], burst: bool = False) -
     """One RQ worker in this process. Fails fast on missing App credentials or a required sandbox."""
     settings.require_app_credentials()
     check_sandbox(settings)
-    connection = connect(_redis_url(settings))
-    queues_ = [Queue(name, connection=connection) for name in queues]
-    # Registry maintenance is what notices a job whose worker died; RQ's default pass is every 10 min.
-    worker = RedactingWorker(queues_, connection=connection, maintenance_interval=MAINTENANCE_INTERVAL_S)
+    worker = make_worker(connect(_redis_url(settings)), queues)
     worker.work(burst=burst, with_scheduler=True)
     return 0
 

@@ -149,3 +149,14 @@ def real_projects(tmp_path_factory: pytest.TempPathFactory):
     from tests.projects import RealProjects
 
     return RealProjects(tmp_path_factory.mktemp("real-projects"))
+
+
+@pytest.fixture
+def slow_implement(tmp_path: Path, monkeypatch) -> Path:
+    """The implementing model starts a long command, so the run is reliably mid-node."""
+    folder = tmp_path / "slow-scripts"
+    folder.mkdir()
+    script = folder / "demo-kimi-implement.jsonl"
+    script.write_text('{"tool_calls": [{"name": "run", "arguments": {"command": "sleep 60"}}]}\n')
+    monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(folder))
+    return script

@@ -97,6 +97,31 @@ def test_injected_failures_are_retried_by_pygithub(github: FakeGitHub) -> None:
     assert [c.status for c in github.calls_to("GET", rf"/repos/{REPO}/issues/1")] == [502, 200]
 
 
+def test_injected_failures_can_come_after_the_call_is_performed(github: FakeGitHub) -> None:
+    """A lost answer: the comment exists, yet the client is told 502 (with the headers asked for)."""
+    from bot.fakes.github_state import SECONDARY_RATE_LIMITED
+
+    issue = client(github).get_repo(REPO).get_issue(1)
+    github.fail_next("POST", rf"/repos/{REPO}/issues/1/comments", 502, after=True, body="lost")
+    issue.create_comment("kept")  # the body does not match: not failed
+    with pytest.raises(GithubException) as raised:
+        issue.create_comment("lost")
+    assert raised.value.status == 502
+    assert [c["body"] for c in github.comments(REPO, 1)] == ["kept", "lost"]
+    github.fail_next(
+        "POST",
+        rf"/repos/{REPO}/issues/1/comments",
+        403,
+        headers={"Retry-After": "7"},
+        message=SECONDARY_RATE_LIMITED,
+    )
+    with pytest.raises(GithubException) as raised:
+        issue.create_comment("limited")
+    assert raised.value.status == 403 and raised.value.headers["retry-after"] == "7"
+    assert "secondary rate limit" in raised.value.data["message"]
+    assert len(github.comments(REPO, 1)) == 2  # failed before: not performed
+
+
 def test_enterprise_server_prefix() -> None:
     with FakeGitHub(APP_ID, app_key()[1], prefix="/api/v3") as gh:
         gh.add_repo(REPO, installation=INSTALLATION_ID)

@@ -14,8 +14,8 @@ from bot.demo import run_demo
 from bot.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Read by the CLI and gunicorn, not by `Settings`.
-PROCESS_VARIABLES = {"PORT", "LOG_LEVEL", "ARCHON_ENV_FILE"}
+#: Read before `Settings` exists (it names the settings file), so not a field of it.
+PROCESS_VARIABLES = {"ARCHON_ENV_FILE"}
 
 
 def readme_commands() -> list[str]:
@@ -61,8 +61,28 @@ def test_procfile_starts_web_and_worker() -> None:
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
     assert set(procfile) == {"web", "worker"}
     assert "gunicorn" in procfile["web"] and "'bot.web:create_app()'" in procfile["web"]
-    assert "$PORT" in procfile["web"] or "${PORT" in procfile["web"]
+    # PORT, WEB_CONCURRENCY and the logs come from Settings (so from `.env` too) through the config
+    # module; a `--bind`/`--workers` flag here would override it and ignore `.env`.
+    assert "-c python:bot.gunicorn_conf" in procfile["web"]
+    assert "--bind" not in procfile["web"] and "--workers" not in procfile["web"]
     assert procfile["worker"] == "archon-bot worker"
+
+
+def test_settings_take_process_variables_from_the_env_file(tmp_path, monkeypatch) -> None:
+    for name in ("PORT", "LOG_LEVEL", "LOG_FORMAT", "WEB_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text("PORT=4100\nLOG_LEVEL=debug\nLOG_FORMAT=json\nWEB_CONCURRENCY=5\n")
+    settings = Settings(_env_file=tmp_path / ".env")
+    assert (settings.port, settings.log_level, settings.log_format) == (4100, "DEBUG", "json")
+    assert settings.web_concurrency == 5
+
+
+def test_the_data_dir_is_absolute_whatever_the_working_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("ARCHON_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert Settings(_env_file=None).archon_data_dir == tmp_path.resolve() / ".archon"
+    monkeypatch.setenv("ARCHON_DATA_DIR", "~/data")
+    assert Settings(_env_file=None).archon_data_dir == Path.home().resolve() / "data"
 
 
 def test_demo_runs_end_to_end() -> None:

@@ -93,10 +93,20 @@ def test_manifest_has_required_permissions_and_events() -> None:
         "metadata": "read",
     }
     events = manifest["default_events"]
-    assert set(events) == {"issues", "issue_comment", "pull_request", "pull_request_review"}
+    assert set(events) == {"issues", "issue_comment"}
     assert "installation" not in events
     assert "installation_repositories" not in events
     json.dumps(manifest)  # must be JSON-serialisable for the form field
+
+
+def test_manifest_subscribes_to_exactly_the_events_the_bot_handles() -> None:
+    """An event the bot ignores would still cost a delivery (and a signature check) every time."""
+    from bot.events import _HANDLERS
+
+    automatic = {"installation", "installation_repositories"}  # GitHub sends these to every app
+    handled = {event for event, _action in _HANDLERS} - automatic
+    assert set(ra.load_manifest(ROOT / "app.yml")["default_events"]) == handled
+    assert {event for event, _action in _HANDLERS} >= automatic
 
 
 def test_build_manifest_leaves_template_untouched() -> None:

@@ -13,7 +13,7 @@ from bot.queue import DELIVERY_TTL, TRIAGE_QUEUE
 from bot.settings import ConfigurationError, Settings
 from bot.triggers import Role, RunRequest
 from bot.web import create_app, signature_ok
-from tests.support import APP_ID, commented, delivery_headers, encode, example, labeled, sign
+from tests.support import APP_ID, WEBHOOKS, commented, delivery_headers, encode, example, labeled, sign
 
 
 @pytest.fixture
@@ -249,3 +249,140 @@ def test_custom_webhook_path(settings, redis_conn) -> None:
 def test_signature_helper() -> None:
     assert signature_ok(b"k", b"body", sign(b"body", "k"))
     assert not signature_ok(b"k", b"body!", sign(b"body", "k"))
+
+
+# --- input that cannot hurt ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["sha256=é" + "0" * 63, "sha256=☃", "sha256=\x00", "sha256=" + "ß" * 64])
+def test_non_ascii_signature_is_401_not_500(client, redis_conn, header) -> None:
+    body = encode(labeled("archon:plan-opus"))
+    headers = {**delivery_headers("issues", body), "X-Hub-Signature-256": header}
+    response = client.post("/webhook", data=body, headers=headers)
+    assert response.status_code == 401 and "X-Hub-Signature-256" in response.json["error"]
+    assert queued(redis_conn) == []
+
+
+def _set(payload: dict, path: str, value) -> dict:
+    *parents, last = path.split(".")
+    target = payload
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("event", "path", "value", "named"),
+    [
+        ("issues", "label", 5, "label: Input should be a valid dictionary"),
+        ("issues", "label.name", ["archon:plan-opus"], "label.name: Input should be a valid string"),
+        ("issues", "sender", "maintainer", "sender: Input should be a valid dictionary"),
+        ("issues", "sender.login", 42, "sender.login: Input should be a valid string"),
+        ("issues", "installation", "777", "installation: Input should be a valid dictionary"),
+        ("issues", "installation.id", "777", "installation.id: Input should be a valid integer"),
+        ("issues", "issue", [], "issue: Input should be a valid dictionary"),
+        ("issues", "issue.number", "1", "issue.number: Input should be a valid integer"),
+        ("issues", "issue.number", 1.5, "issue.number: Input should be a valid integer"),
+        ("issues", "issue.number", True, "issue.number: Input should be a valid integer"),
+        ("issues", "issue.labels", {"name": "x"}, "issue.labels: Input should be a valid list"),
+        ("issues", "issue.title", 7, "issue.title: Input should be a valid string"),
+        ("issues", "repository.full_name", "../../etc", "repository.full_name: String should match"),
+        ("issue_comment", "comment", 3, "comment: Input should be a valid dictionary"),
+        ("issue_comment", "comment.id", "9", "comment.id: Input should be a valid integer"),
+        (
+            "issue_comment",
+            "comment.body",
+            {"text": "/archon run"},
+            "comment.body: Input should be a valid string",
+        ),
+        ("issue_comment", "comment.user", "x", "comment.user: Input should be a valid dictionary"),
+        ("issue_comment", "issue.pull_request", "yes", "issue.pull_request: Input should be a valid dict"),
+    ],
+)
+def test_wrong_typed_field_is_400_naming_it(client, redis_conn, event, path, value, named) -> None:
+    payload = labeled("archon:plan-opus") if event == "issues" else commented("/archon run")
+    response = post(client, event, _set(payload, path, value))
+    assert response.status_code == 400, response.json
+    assert named in response.json["error"]
+    assert queued(redis_conn) == []
+
+
+@pytest.mark.parametrize("name", ["installation.created", "installation_repositories.added"])
+def test_installation_with_wrong_repositories_is_400(client, redis_conn, name) -> None:
+    key = "repositories" if name == "installation.created" else "repositories_added"
+    payload = example(name) | {key: [{"full_name": 5}]}
+    response = post(client, name.split(".")[0], payload)
+    assert (
+        response.status_code == 400
+        and f"{key}.0.full_name: Input should be a valid string" in (response.json["error"])
+    )
+
+
+@pytest.mark.parametrize("levels", [65, 2000, 200_000])
+def test_deep_nesting_is_400_naming_the_limit(client, redis_conn, levels) -> None:
+    payload = labeled("archon:plan-opus")
+    raw = encode(payload)[:-1] + b', "extra": ' + b"[" * levels + b"]" * levels + b"}"
+    response = client.post("/webhook", data=raw, headers=delivery_headers("issues", raw))
+    assert response.status_code == 400 and "nested deeper than 64" in response.json["error"]
+    assert queued(redis_conn) == []
+
+
+def test_nesting_within_the_limit_is_fine(client, redis_conn) -> None:
+    payload = labeled("archon:plan-opus")
+    raw = encode(payload)[:-1] + b', "extra": ' + b"[" * 60 + b"]" * 60 + b"}"
+    assert client.post("/webhook", data=raw, headers=delivery_headers("issues", raw)).status_code == 202
+
+
+@pytest.mark.parametrize("delivery", ["../x", "a b", "é", "x" * 101, "a.b"])
+def test_malformed_delivery_id_is_400(client, redis_conn, delivery) -> None:
+    response = post(client, "issues", labeled("archon:plan-opus"), delivery=delivery)
+    assert response.status_code == 400 and "X-GitHub-Delivery" in response.json["error"]
+    assert queued(redis_conn) == []
+
+
+HANDLED = {
+    "issues.labeled",
+    "issue_comment.created",
+    "installation.created",
+    "installation_repositories.added",
+}
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in WEBHOOKS.glob("*.json") if ".".join(p.stem.split(".")[:2]) in HANDLED)
+)
+def test_every_github_example_of_a_handled_event_routes(client, redis_conn, name) -> None:
+    """GitHub's own examples validate against the payload models, and route as the bot intends."""
+    payload = example(name)
+    event = name.split(".")[0]
+    if event == "issues":
+        payload["label"]["name"] = "archon:plan-opus"
+    elif event == "issue_comment":
+        payload["comment"]["body"] = "/archon status"
+        payload["comment"]["performed_via_github_app"] = None
+        payload["comment"]["user"]["type"] = payload["sender"]["type"] = "User"
+    response = post(client, event, payload)
+    assert response.status_code == 202, response.json
+    [job] = queued(redis_conn)
+    task = TaskEnvelope.model_validate(job.args[0]).task
+    if task.kind == "command":
+        assert task.issue == payload["issue"]["number"] and task.repo == payload["repository"]["full_name"]
+        assert task.is_pull_request == ("pull_request" in payload["issue"])
+        assert task.issue_title == payload["issue"]["title"]
+
+
+# --- /readyz and /metrics ------------------------------------------------------------------------------
+
+
+def test_readyz_without_workers_is_503_with_the_reason(client) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "no live worker on archon-triage, archon-runs" in response.json["reason"]
+    assert response.json["workers"] == {"archon-triage": 0, "archon-runs": 0}
+
+
+def test_readyz_when_redis_is_down_is_503(settings) -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    response = create_app(settings, dead).test_client().get("/readyz")
+    assert response.status_code == 503 and "Redis unreachable" in response.json["reason"]

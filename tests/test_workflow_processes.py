@@ -29,17 +29,6 @@ from tests.test_workflow_run import comments_of
 pytestmark = pytest.mark.usefixtures("remote")
 
 
-@pytest.fixture
-def slow_implement(tmp_path: Path, monkeypatch) -> Path:
-    """The implementing model starts a long command, so the run is reliably mid-node."""
-    scripts = tmp_path / "slow-scripts"
-    scripts.mkdir()
-    script = scripts / "demo-kimi-implement.jsonl"
-    script.write_text('{"tool_calls": [{"name": "run", "arguments": {"command": "sleep 60"}}]}\n')
-    monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(scripts))
-    return script
-
-
 def start_run_worker(tmp_path: Path) -> subprocess.Popen:
     log = (tmp_path / "run-worker.log").open("wb")
     return subprocess.Popen(

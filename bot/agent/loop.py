@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,8 +35,18 @@ from bot.providers.types import (
 log = logging.getLogger(__name__)
 
 StopKind = Literal[
-    "completed", "max_turns", "token_budget", "cost_budget", "wall_clock", "context_full", "provider_failed"
+    "completed",
+    "max_turns",
+    "token_budget",
+    "cost_budget",
+    "spend_cap",
+    "wall_clock",
+    "context_full",
+    "provider_failed",
 ]
+
+#: Limits that are ceilings: a layer below (a repository's budgets, a node's) may only lower them.
+CEILINGS = ("max_turns", "max_tokens", "max_cost_usd", "max_wall_s", "max_output_tokens")
 
 
 class AgentLimits(BaseModel):
@@ -50,6 +60,26 @@ class AgentLimits(BaseModel):
     max_wall_s: float = Field(3600, gt=0, description="Seconds since the run started.")
     max_output_tokens: int | None = Field(None, gt=0, description="Per call; default: the model's cap.")
     switch_after: int = Field(2, gt=0, description="Consecutive failed calls before the next fallback.")
+
+    def lowered(self, overrides: Mapping[str, float | int]) -> AgentLimits:
+        """These limits with `overrides` applied, where a ceiling only ever goes down (min of both)."""
+        update: dict[str, float | int] = {}
+        for name, value in overrides.items():
+            current = getattr(self, name)
+            update[name] = min(current, value) if name in CEILINGS and current is not None else value
+        return self.model_copy(update=update)
+
+
+class SpendGuard(Protocol):
+    """Money beyond one agent: the run's cost cap and the installation's daily cap (bot/limits.py)."""
+
+    def refusal(self) -> str | None:
+        """Why the next model call must not happen, or None."""
+        ...
+
+    def record(self, usd: float) -> None:
+        """Charge a call's cost."""
+        ...
 
 
 @dataclass
@@ -79,6 +109,7 @@ class Agent:
     limits: AgentLimits = field(default_factory=AgentLimits)
     reasoning: Reasoning = field(default_factory=Reasoning)
     transcript_path: Path | None = None
+    guard: SpendGuard | None = None
 
     def __post_init__(self) -> None:
         if not self.chain:
@@ -149,6 +180,8 @@ class Agent:
                 "cost_budget",
                 f"cost budget of ${limits.max_cost_usd:.2f} reached (${ledger.cost_usd:.4f})",
             )
+        if self.guard is not None and (why := self.guard.refusal()):
+            return "spend_cap", why
         elapsed = time.monotonic() - started
         if elapsed >= limits.max_wall_s:
             return "wall_clock", f"wall-clock budget of {limits.max_wall_s:.0f}s reached ({elapsed:.0f}s)"
@@ -199,6 +232,8 @@ class Agent:
                 continue
             self._failures = 0
             record = self.ledger.record(turn, response, slot.spec.prices, fallback_from)
+            if self.guard is not None:
+                self.guard.record(record.cost_usd)
             transcript.write(
                 "response", turn=turn, message=response.message, stop_reason=response.stop_reason, call=record
             )

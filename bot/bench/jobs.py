@@ -2,16 +2,19 @@
 aggregation job that RQ runs once every cell has finished or failed (a dependency that allows failure).
 
 Cells run in parallel across run workers and machines; each has its own worktree and pushed branch.
+Every job's failure goes through `bot.failures` and ends on the benchmark's status comment.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from rq import Callback, Queue, get_current_job
 from rq.job import Dependency, Job
 
+from bot import failures
 from bot.bench.orchestrate import (
     BENCH_KIND,
     BenchRecord,
@@ -32,14 +35,14 @@ from bot.bench.orchestrate import (
 from bot.bench.report import bench_markdown
 from bot.github.auth import installation_client
 from bot.github.forge import RepoForge
+from bot.logs import log_context
 from bot.providers.registry import ModelRegistry
 from bot.publish import GitHubPublisher
-from bot.queue import RUNS_QUEUE
-from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry_for
+from bot.queue import RUNS_QUEUE, JobQueue
+from bot.repo_config import CONFIG_PATH, RepoConfig, bench_cap_usd, parse_repo_config, registry_for
 from bot.runconfig import DEFAULT_WORKFLOW
 from bot.runner import execute, run_on_github
 from bot.runs import IssueInfo, RunRecord, RunState, RunStore, now
-from bot.secrets import describe_error
 from bot.settings import Settings, load_settings
 from bot.workflow.schema import REPO_DIR, Workflow, load_workflows
 from bot.workspace import Workspace
@@ -59,6 +62,11 @@ class SilentPublisher(GitHubPublisher):
 
     def progress(self, record: RunRecord) -> None:
         self.store.save(record)
+
+    def finish(self, record: RunRecord) -> bool:
+        """A cell's end shows on its benchmark's status comment, not as a status comment of its own."""
+        self.store.save(record)
+        return True
 
 
 def _context(bench: BenchRecord) -> tuple[Settings, RepoForge, Any]:
@@ -82,7 +90,12 @@ def show_status(forge: RepoForge, store: BenchStore, bench: BenchRecord) -> None
 
 
 def bench_start(bench_id: str) -> str:
-    connection = get_current_job().connection
+    job = get_current_job()
+    with log_context(job_id=job.id, bench_id=bench_id):
+        return _bench_start(job.connection, bench_id)
+
+
+def _bench_start(connection: Any, bench_id: str) -> str:
     store = BenchStore(connection)
     bench = _load(store, bench_id)
     settings, forge, token = _context(bench)
@@ -98,13 +111,13 @@ def bench_start(bench_id: str) -> str:
     if (latest := store.load(bench_id)) is not None and latest.state == "failed":
         return f"bench {bench_id} was stopped while exploring"  # `/archon cancel` came in meanwhile
     bench.estimate_usd = estimate_usd(bench, registry)
-    bench.cap_usd = config.budgets.bench_max_usd or settings.archon_bench_max_usd
+    bench.cap_usd = bench_cap_usd(config, settings)
     if bench.estimate_usd > bench.cap_usd:
         bench.state, bench.finished_at = "failed", now()
         bench.error = (
             f"the estimated cost, USD {bench.estimate_usd:.2f}, is above the cap of USD "
-            f"{bench.cap_usd:.2f}. Narrow the matrix (fewer models, issues or repeats) or raise "
-            "`budgets.bench_max_usd` in .github/archon.yml."
+            f"{bench.cap_usd:.2f} (ARCHON_BENCH_MAX_USD, lowered by `budgets.bench_max_usd` in "
+            ".github/archon.yml). Narrow the matrix (fewer models, issues or repeats)."
         )
         show_status(forge, store, bench)
         store.save(bench)
@@ -166,10 +179,11 @@ def _fan_out(
                 result_ttl=7 * 24 * 3600,
                 failure_ttl=30 * 24 * 3600,
                 on_failure=Callback("bot.bench.jobs.bench_cell_failed"),
-                meta={"run_id": ref.run_id},
+                meta={"run_id": ref.run_id, "bench_id": bench.bench_id},
                 description=f"bench {bench.bench_id} cell {index}",
             )
         )
+        JobQueue(connection).track_run(ref.run_id)
     BenchStore(connection).save(bench)
     queue.enqueue_call(
         "bot.bench.jobs.bench_aggregate",
@@ -178,6 +192,9 @@ def _fan_out(
         depends_on=Dependency(jobs=jobs, allow_failure=True),
         timeout=600,
         result_ttl=7 * 24 * 3600,
+        failure_ttl=30 * 24 * 3600,
+        on_failure=Callback("bot.bench.jobs.on_bench_report_failure"),
+        meta={"bench_id": bench.bench_id},
         description=f"bench {bench.bench_id} report",
     )
 
@@ -186,7 +203,12 @@ def _fan_out(
 
 
 def bench_cell(bench_id: str, run_id: str) -> str:
-    connection = get_current_job().connection
+    job = get_current_job()
+    with log_context(job_id=job.id, run_id=run_id, bench_id=bench_id):
+        return _bench_cell(job.connection, bench_id, run_id)
+
+
+def _bench_cell(connection: Any, bench_id: str, run_id: str) -> str:
     store, runs = BenchStore(connection), RunStore(connection)
     bench = _load(store, bench_id)
     if bench.state == "failed":
@@ -207,32 +229,35 @@ def bench_cell(bench_id: str, run_id: str) -> str:
 
 
 def bench_cell_failed(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
-    """A crashed or hung cell is a failed row with its reason, never a missing one."""
+    """A crashed, hung or killed cell is a failed row with its reason, never a missing one."""
+    if (failure := failures.failure_of(job, exc_type, value)) is None:
+        return
     bench_id, run_id = job.args
+    failures.report(
+        failure, partial(_fail_cell, connection, bench_id, run_id), f"bench {bench_id} cell {run_id}"
+    )
+
+
+def _fail_cell(connection: Any, bench_id: str, run_id: str, reason: str) -> None:
     store = BenchStore(connection)
     bench = _load(store, bench_id)
-    record = RunStore(connection).load(run_id)
-    reason = _reason(exc_type, value, job)
+    record = failures.fail_run(connection, run_id, reason) or RunStore(connection).load(run_id)
     ref = next(ref for ref in bench.cells if ref.run_id == run_id)
     store.save_result(bench_id, run_id, cell_result(ref.key, record, reason))
     _, forge, _ = _context(bench)
     show_status(forge, store, bench)
 
 
-def _reason(exc_type: type, value: BaseException, job: Job) -> str:
-    name = exc_type.__name__ if exc_type else "Error"
-    if name == "JobTimeoutException":
-        return f"timed out after {job.timeout}s (hung or too slow) and was stopped"
-    if name == "AbandonedJobError":
-        return "its worker stopped (killed or its machine went away)"
-    return describe_error(value)
-
-
 # --- the report --------------------------------------------------------------------------------------
 
 
 def bench_aggregate(bench_id: str) -> str:
-    connection = get_current_job().connection
+    job = get_current_job()
+    with log_context(job_id=job.id, bench_id=bench_id):
+        return _bench_aggregate(job.connection, bench_id)
+
+
+def _bench_aggregate(connection: Any, bench_id: str) -> str:
     store = BenchStore(connection)
     bench = _load(store, bench_id)
     if bench.state == "failed":
@@ -256,12 +281,25 @@ def _load(store: BenchStore, bench_id: str) -> BenchRecord:
 
 
 def on_bench_start_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
+    if (failure := failures.failure_of(job, exc_type, value)) is None:
+        return
+    tell = partial(_fail_bench, connection, job.args[0], failures.BENCH_START_FAILED)
+    failures.report(failure, tell, f"bench {job.args[0]} start")
+
+
+def on_bench_report_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
+    if (failure := failures.failure_of(job, exc_type, value)) is None:
+        return
+    tell = partial(_fail_bench, connection, job.args[0], failures.BENCH_REPORT_FAILED)
+    failures.report(failure, tell, f"bench {job.args[0]} report")
+
+
+def _fail_bench(connection: Any, bench_id: str, template: str, reason: str) -> None:
+    """The benchmark's status comment says it failed, why, and what to do (saved in Redis first)."""
     store = BenchStore(connection)
-    bench = _load(store, job.args[0])
-    bench.state, bench.finished_at = "failed", now()
-    bench.error = (
-        f"{_reason(exc_type, value, job)}. Apply `archon:bench` again or repeat the command to retry."
-    )
+    bench = _load(store, bench_id)
+    bench.state, bench.finished_at, bench.error = "failed", now(), template.format(reason=reason)
+    store.save(bench)
     _, forge, _ = _context(bench)
     show_status(forge, store, bench)
     store.save(bench)

@@ -28,7 +28,10 @@ from bot.bench.orchestrate import (
     write_report,
 )
 from bot.bench.results import BenchSpec, CellResult
+from bot.limits import cells_refusal
 from bot.local import LocalRepo, _new_id, open_repo, read_issue_file, run_record
+from bot.providers.registry import unpriced_refusal
+from bot.repo_config import bench_cap_usd
 from bot.runconfig import DEFAULT_WORKFLOW
 from bot.runs import IssueInfo, now
 from bot.secrets import describe_error
@@ -69,6 +72,8 @@ def bench_local(request: LocalBench, settings: Settings, console: Console | None
         raise ConfigurationError(
             f"unknown model alias(es): {', '.join(unknown)}; valid: {', '.join(local.registry.aliases())}"
         )
+    if why := _refusal(spec, explore, local, settings):
+        raise ConfigurationError(why)
     bench = BenchRecord(
         bench_id=_new_id("lb", request.repo),
         installation_id=0,
@@ -84,7 +89,7 @@ def bench_local(request: LocalBench, settings: Settings, console: Console | None
             local, bench, issue, folder / f"explore-{number}", settings, console
         )
     bench.estimate_usd = estimate_usd(bench, local.registry)
-    bench.cap_usd = request.max_usd or local.config.budgets.bench_max_usd or settings.archon_bench_max_usd
+    bench.cap_usd = request.max_usd or bench_cap_usd(local.config, settings)  # --max-usd: the operator's own
     console.print(f"Estimated cost: USD {bench.estimate_usd:.2f} (cap USD {bench.cap_usd:.2f})")
     if bench.estimate_usd > bench.cap_usd:
         console.print("[red]Above the cap: nothing more runs. Narrow the matrix or pass --max-usd.[/]")
@@ -100,6 +105,17 @@ def bench_local(request: LocalBench, settings: Settings, console: Console | None
     paths = write_report(summary, rows, folder)
     console.print(f"\n[bold]{headline(summary)}[/]\nReport: {paths['bench.md']} · {paths['bench.html']}")
     return 0
+
+
+def _refusal(spec: BenchSpec, explore: str, local: LocalRepo, settings: Settings) -> str | None:
+    """Why the matrix may not start, before any model is called: too many cells, or an unpriced alias."""
+    if why := cells_refusal(len(spec.issues), len(spec.pairings()), spec.repeat, settings):
+        return why
+    allow = settings.archon_allow_unpriced_models
+    for alias in dict.fromkeys((*spec.plan, *spec.impl, *spec.judge, explore)):
+        if why := unpriced_refusal(alias, local.registry.get(alias), allow):  # type: ignore[arg-type]
+            return why
+    return None
 
 
 def _explore(

@@ -20,6 +20,7 @@ from bot.bench.chart import quality_cost_png
 from bot.bench.report import bench_html, bench_json, bench_markdown
 from bot.bench.results import BenchSpec, CellKey, CellResult, ledger_fields
 from bot.github.markers import with_marker
+from bot.limits import index_active
 from bot.providers.registry import ModelRegistry, ModelSpec
 from bot.providers.types import Usage
 from bot.runconfig import DEFAULT_WORKFLOW, ResolvedModel, RunConfig
@@ -93,6 +94,8 @@ class BenchStore:
             pipe.set(f"archon:bench:{bench.bench_id}", bench.model_dump_json(), ex=RECORD_TTL)
             pipe.zadd(index, {bench.bench_id: bench.created_at.timestamp()})
             pipe.expire(index, RECORD_TTL)
+            active = bench.state not in ("done", "failed")
+            index_active(pipe, bench.installation_id, f"bench:{bench.bench_id}", active)
             pipe.execute()
 
     def for_issue(self, repo: str, issue: int) -> list[BenchRecord]:

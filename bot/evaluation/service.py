@@ -11,6 +11,7 @@ from bot.evaluation.judge import Case, JudgeRun, evaluate
 from bot.evaluation.review import anchor, render_review
 from bot.evaluation.schema import Evaluation
 from bot.evaluation.signals import measure
+from bot.limits import RunGuard, guarded
 from bot.providers.types import ModelSlot, Usage
 from bot.validation.baseline import render_markdown
 from bot.validation.schema import CheckStatus, Evidence
@@ -55,9 +56,12 @@ def judge_change(
     after: bool | None = None,
     evidence: Evidence | None = None,
     repo_files: Collection[str] | None = None,
+    guard: RunGuard | None = None,
 ) -> Verdict:
     """`evidence`: what validation measured (the merge base and the change, the fix proof); the review
-    shows it and the judge reads its real output."""
+    shows it and the judge reads its real output. `guard`: the run's cost cap and the installation's daily
+    spend, checked before each judge's call and charged after it (the judges do not use the agent loop)."""
+    judges = [(alias, guarded(slot, guard)) for alias, slot in judges]
     signals = measure(diff, plan, before, after, evidence)
     if evidence is not None:
         validation_output = judge_validation_text(evidence)

@@ -9,7 +9,8 @@ its `base_url`. The fake
 - keeps state (repositories, issues, comments, reactions, labels, files, collaborators);
 - records every call (`calls`) and, given GitHub's OpenAPI description, validates each request and its
   own answer against it, collecting `violations` (an undocumented operation is one too);
-- can be told to fail (`fail_next`) so retries and error reporting are exercised;
+- can be told to fail (`fail_next`) before performing a call or after it (a lost answer), with the
+  headers of a secondary rate limit if asked, so retries and error reporting are exercised;
 - serves under a prefix (`/api/v3`) to stand in for GitHub Enterprise Server.
 
 The demo (`archon-bot demo`) uses it too, so it lives in the package, not under `tests/`.
@@ -36,6 +37,7 @@ from bot.fakes import github_objects as obj
 from bot.fakes import github_pulls as gp
 from bot.fakes.github_ops import ROUTES, Operations
 from bot.fakes.github_state import (
+    INJECTED,
     ROLE_TO_PERMISSION,
     Call,
     GitHubError,
@@ -238,12 +240,30 @@ class FakeGitHub(Operations):
         *,
         times: int = 1,
         headers: dict[str, str] | None = None,
+        after: bool = False,
+        body: str | None = None,
+        message: str | None = None,
     ) -> None:
-        """The next `times` matching requests get `status` (matched against the unprefixed path)."""
+        """The next `times` matching requests get `status` (matched against the unprefixed path).
+
+        `after=True` performs the request first and then answers the error, as when GitHub did the work
+        but the answer was lost (a 502 from a proxy, a dropped connection): a client that simply posts
+        again creates a duplicate. `body` is a regex the request's JSON body must contain (to fail, say,
+        only the status edit that says "Done"); `headers` go on the error answer (`retry-after` for a
+        secondary rate limit, with `message=SECONDARY_RATE_LIMITED`).
+        """
+        failure = _Failure(
+            method.upper(),
+            re.compile(path_regex),
+            status,
+            times,
+            headers or {},
+            after=after,
+            body=re.compile(body) if body is not None else None,
+            message=message or INJECTED,
+        )
         with self._lock:
-            self._failures.append(
-                _Failure(method.upper(), re.compile(path_regex), status, times, headers or {})
-            )
+            self._failures.append(failure)
 
     # --- reading state -----------------------------------------------------------------------
 
@@ -325,13 +345,18 @@ class FakeGitHub(Operations):
         try:
             body = call.body = _json_body(request)
             call.auth = self._authenticate(request)
-            self._maybe_fail(request.method, path)
+            failure = self._take_failure(request.method, path, body)
+            if failure is not None and not failure.after:
+                raise failure.error()
             endpoint, args = self._routes.bind_to_environ(request.environ).match()
             with self._changed:
                 status, payload, headers = getattr(self, f"_op_{endpoint}")(request, call, body, **args)
                 self._changed.notify_all()
+            if failure is not None:
+                raise failure.error()  # performed, but the answer is lost
         except GitHubError as error:
-            status, payload, headers = error.status, obj.error(error.status, error.message, **error.extra), {}
+            status, payload = error.status, obj.error(error.status, error.message, **error.extra)
+            headers = error.headers
         except NotFound:
             status, payload, headers = 404, obj.error(404, "Not Found"), {}
         except HTTPException as error:
@@ -346,12 +371,14 @@ class FakeGitHub(Operations):
         )
         return response, call
 
-    def _maybe_fail(self, method: str, path: str) -> None:
+    def _take_failure(self, method: str, path: str, body: Any) -> _Failure | None:
+        """The first injected failure this request matches, counted as used."""
         with self._lock:
             for failure in self._failures:
-                if failure.remaining and failure.method == method and failure.pattern.fullmatch(path):
+                if failure.matches(method, path, body):
                     failure.remaining -= 1
-                    raise GitHubError(failure.status, "Injected failure (fake GitHub)")
+                    return failure
+        return None
 
     def _validate(self, request: Request, response: Response) -> None:
         from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse

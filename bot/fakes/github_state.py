@@ -37,6 +37,7 @@ class Call:
     body: Any
     status: int
     auth: str  # "app", "installation:<id>", "none" or "invalid"
+    at: float = field(default_factory=time.monotonic)  # when it arrived (tests measure waits with it)
 
 
 @dataclass
@@ -67,21 +68,44 @@ class Repo:
     pulls: dict[int, gp.Pull] = field(default_factory=dict)
 
 
+#: What GitHub says when a secondary rate limit is hit (with `retry-after`, or nothing to go by).
+SECONDARY_RATE_LIMITED = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+)
+INJECTED = "Injected failure (fake GitHub)"
+
+
 @dataclass
 class _Failure:
+    """A failure `fail_next` injects: before the operation, or after it (the answer is lost)."""
+
     method: str
     pattern: re.Pattern[str]
     status: int
     remaining: int
     headers: dict[str, str]
+    after: bool = False
+    body: re.Pattern[str] | None = None  # searched in the request's JSON body; None: any body
+    message: str = INJECTED
+
+    def matches(self, method: str, path: str, body: Any) -> bool:
+        if not self.remaining or self.method != method or not self.pattern.fullmatch(path):
+            return False
+        return self.body is None or bool(self.body.search(json.dumps(body, ensure_ascii=False)))
+
+    def error(self) -> GitHubError:
+        return GitHubError(self.status, self.message, headers=self.headers)
 
 
 class GitHubError(Exception):
     """Answer with GitHub's error shape."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.extra = status, message, extra
+        self.headers = headers or {}
 
 
 def _json_body(request: Request) -> Any:

@@ -9,16 +9,36 @@ from collections.abc import Callable
 
 from github import Auth, Github, GithubIntegration, GithubRetry
 
+from bot.github.forge import WRITES
 from bot.secrets import register_secret
 from bot.settings import Settings
 
 #: Seconds per HTTP request to GitHub; PyGithub's retry handles 5xx and rate limits on top.
 TIMEOUT = 15
+#: Methods the transport may simply send again. Not POST: a POST whose answer was lost may have been
+#: performed, so `bot.github.forge` retries it after looking for what it would create (the markers).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+#: The longest the transport waits on one rate limit (`retry-after`, a reset); longer ones are left to
+#: the forge, whose retries have a total budget.
+TRANSPORT_RATE_WAIT_S = 10
 
 
 def _retry() -> GithubRetry:
-    # Three attempts with short backoff: triage must stay fast; a longer outage fails the job visibly.
-    return GithubRetry(total=3, backoff_factor=0.5, secondary_rate_wait=10)
+    """Three quick retries (0, 0.5 and 1 s apart) of idempotent calls on 5xx and secondary rate limits.
+
+    `raise_on_status=False`: when they run out, PyGithub sees the last answer and raises a
+    `GithubException` with its status and headers (which the forge's retries read), not a bare
+    `RetryError`.
+    """
+    return GithubRetry(
+        total=3,
+        backoff_factor=0.25,
+        allowed_methods=IDEMPOTENT_METHODS,
+        raise_on_status=False,
+        secondary_rate_wait=TRANSPORT_RATE_WAIT_S,
+        max_rate_limit_wait=TRANSPORT_RATE_WAIT_S,
+        retry_after_max=TRANSPORT_RATE_WAIT_S,
+    )
 
 
 def app_auth(settings: Settings) -> Auth.AppAuth:
@@ -40,8 +60,9 @@ def installation_client(settings: Settings, installation_id: int) -> tuple[Githu
     github = _client(settings, auth)
 
     def token() -> str:
+        # Minting is a POST the transport does not repeat; repeating it is harmless (a second token).
         # Every minted token joins the process's redactor before anyone can print it.
-        return register_secret(auth.token)
+        return register_secret(WRITES.retrying("installation token")(lambda: auth.token))
 
     return github, token
 

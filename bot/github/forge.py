@@ -3,17 +3,29 @@
 Every comment the bot writes carries a marker (`markers`); `upsert_comment` looks for it first, so a
 retried job, a duplicate job or a 5xx followed by a retry never posts twice.
 
+Every write is retried here (tenacity) on 5xx, lost connections and secondary rate limits, within a
+total budget (`RetryPolicy`). The transport (`bot.github.auth`) already retries idempotent calls a few
+times; a POST it never repeats, because a POST whose answer was lost may have been performed. The
+forge retries the whole operation instead, and each operation looks before it creates (a comment,
+a pull request or a review by its marker), so a retried create finds what the lost answer made.
+
 Being the one writer, it is where redaction (`bot.secrets`) is certain to happen: every comment, pull
 request title and body, review body and inline comment is redacted before it is sent, whoever wrote it.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from github import Github, GithubException, UnknownObjectException
+import requests
+import tenacity
+from github import Github, GithubException, RateLimitExceededException, UnknownObjectException
 from github.IssueComment import IssueComment
 
 from bot.github.markers import has_marker, with_marker
@@ -26,6 +38,96 @@ PULL_KIND = "pull"
 REVIEW_KIND = "review"
 
 
+#: Seconds a write keeps trying, over all its attempts (each with the transport's quick retries).
+WRITE_BUDGET_S = 60.0
+#: The terminal status of a run (done, failed, cancelled, waiting) is worth waiting much longer for.
+FINAL_BUDGET_S = 600.0
+#: GitHub: after a secondary rate limit with neither `retry-after` nor `x-ratelimit-remaining: 0`,
+#: "wait for at least one minute before retrying".
+SECONDARY_RATE_WAIT_S = 60.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a write is retried: exponential backoff with jitter, rate limits waited out as GitHub says,
+    and no attempt started once `budget_s` (from the first attempt) would be passed."""
+
+    budget_s: float = WRITE_BUDGET_S
+    first_wait_s: float = 1.0
+    max_wait_s: float = 15.0
+    rate_limit_wait_s: float = SECONDARY_RATE_WAIT_S
+
+    def retrying(self, what: str) -> tenacity.Retrying:
+        backoff = tenacity.wait_exponential_jitter(
+            multiplier=self.first_wait_s, max=self.max_wait_s, jitter=self.first_wait_s
+        )
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exception = state.outcome.exception() if state.outcome else None
+            limited = rate_limit_wait(exception, self.rate_limit_wait_s)
+            return limited if limited is not None else backoff(state)
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception(transient),
+            wait=wait,
+            stop=tenacity.stop_before_delay(self.budget_s),
+            before_sleep=lambda state: _log_retry(what, state),
+            reraise=True,
+        )
+
+
+#: Writes: a minute. Final status: ten, waiting longer between tries. Once: the transport's retries only.
+WRITES = RetryPolicy()
+FINAL = RetryPolicy(budget_s=FINAL_BUDGET_S, first_wait_s=2.0, max_wait_s=60.0)
+ONCE = RetryPolicy(budget_s=0.0)
+
+
+def rate_limit_wait(error: BaseException | None, fallback: float) -> float | None:
+    """Seconds to wait if `error` is a rate limit (GitHub's rules for 403/429), else None."""
+    if not isinstance(error, GithubException) or error.status not in (403, 429):
+        return None
+    headers = {name.lower(): value for name, value in (error.headers or {}).items()}
+    if (after := headers.get("retry-after", "")).strip().isdigit():
+        return float(after)
+    if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset", "").isdigit():
+        return max(0.0, int(headers["x-ratelimit-reset"]) - time.time()) + 1
+    message = str((error.data or {}).get("message", "")) if isinstance(error.data, dict) else ""
+    if isinstance(error, RateLimitExceededException) or "rate limit" in message.lower():
+        return fallback
+    return None
+
+
+def transient(error: BaseException) -> bool:
+    """Worth another try: GitHub's 5xx, a rate limit, a connection lost or timed out."""
+    if isinstance(error, GithubException):
+        return error.status >= 500 or rate_limit_wait(error, 0.0) is not None
+    return isinstance(error, requests.ConnectionError | requests.Timeout)
+
+
+def _log_retry(what: str, state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    status = getattr(error, "status", None) or type(error).__name__
+    log.warning(
+        "GitHub %s failed (%s, attempt %d); retrying in %.1fs",
+        what,
+        status,
+        state.attempt_number,
+        state.upcoming_sleep,
+    )
+
+
+def retried(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a `RepoForge` method under the forge's retry policy (the whole operation, looks included)."""
+
+    @functools.wraps(method)
+    def wrapper(self: RepoForge, *args: Any, **kwargs: Any) -> T:
+        return self.policy.retrying(method.__name__)(method, self, *args, **kwargs)
+
+    return wrapper
+
+
 @dataclass(frozen=True)
 class PostedComment:
     id: int
@@ -35,11 +137,25 @@ class PostedComment:
 class RepoForge:
     """One repository, seen through an installation client."""
 
-    def __init__(self, github: Github, full_name: str, redactor: Redactor | None = None) -> None:
-        """`redactor` defaults to the process's (`bot.secrets.install`), looked up at each write."""
+    def __init__(
+        self,
+        github: Github,
+        full_name: str,
+        redactor: Redactor | None = None,
+        policy: RetryPolicy = WRITES,
+    ) -> None:
+        """`redactor` defaults to the process's (`bot.secrets.install`), looked up at each write.
+        `policy`: how writes are retried (tests give a short budget)."""
         self.full_name = full_name
         self.repo = github.get_repo(full_name)  # lazy: the client is built with lazy=True
         self._redactor = redactor
+        self.policy = policy
+
+    def with_policy(self, policy: RetryPolicy) -> RepoForge:
+        """The same forge, retrying its writes under `policy` (best-effort progress, the final status)."""
+        other = copy.copy(self)
+        other.policy = policy
+        return other
 
     def _redact(self, text: str) -> str:
         return (self._redactor or default_redactor()).redact(text)
@@ -56,7 +172,9 @@ class RepoForge:
 
     # --- reactions and comments ----------------------------------------------------------------
 
+    @retried
     def react(self, issue: int, comment_id: int | None, content: str = "eyes") -> None:
+        """GitHub answers 200 with the existing reaction when it is there already: safe to repeat."""
         target = self.repo.get_issue(issue)
         if comment_id is not None:
             target = target.get_comment(comment_id)
@@ -68,8 +186,12 @@ class RepoForge:
                 return comment
         return None
 
+    @retried
     def upsert_comment(self, issue: int, kind: str, key: str, body: str) -> PostedComment:
         """Create the comment with this marker, or edit the one that already exists."""
+        return self._upsert(issue, kind, key, body)
+
+    def _upsert(self, issue: int, kind: str, key: str, body: str) -> PostedComment:
         body = self._redact(body)
         text = body if has_marker(body, kind, key) else with_marker(body, kind, key)
         existing = self.find_comment(issue, kind, key)
@@ -80,6 +202,7 @@ class RepoForge:
             existing.edit(text)
         return PostedComment(existing.id, existing.html_url)
 
+    @retried
     def edit_comment(self, issue: int, comment_id: int, kind: str, key: str, body: str) -> PostedComment:
         """Edit a known comment; if it was deleted, post it again rather than lose the update."""
         try:
@@ -88,10 +211,11 @@ class RepoForge:
             return PostedComment(comment.id, comment.html_url)
         except UnknownObjectException:
             log.warning("comment %s on %s#%s is gone; posting anew", comment_id, self.full_name, issue)
-            return self.upsert_comment(issue, kind, key, body)
+            return self._upsert(issue, kind, key, body)
 
     # --- pull requests and reviews --------------------------------------------------------------
 
+    @retried
     def open_draft_pull(self, head: str, base: str, title: str, body: str, key: str) -> PostedComment:
         """Open a draft PR for `head`, or return the open one a previous attempt made (same branch).
 
@@ -119,6 +243,7 @@ class RepoForge:
         """(filename, status, patch) of a pull request's files; patch is None for binary or huge files."""
         return [(f.filename, f.status, f.patch) for f in self.repo.get_pull(number).get_files()]
 
+    @retried
     def post_review(self, number: int, body: str, key: str, comments: list[dict]) -> int:
         """A COMMENT review (never approve or request changes), once per key."""
         pull = self.repo.get_pull(number)
@@ -163,6 +288,7 @@ class RepoForge:
             raise IsADirectoryError(f"{path} is a directory in {self.full_name}")
         return content.decoded_content.decode()
 
+    @retried
     def ensure_labels(self, specs: Iterable[LabelSpec]) -> list[str]:
         """Create the labels that are missing; never delete or rename one. Returns names created."""
         existing = {label.name.lower() for label in self.repo.get_labels()}

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from bot.providers.registry import ModelRegistry, ModelSpec, Provider
+from bot.providers.registry import ModelRegistry, ModelSpec, Provider, unpriced_refusal
 from bot.providers.scripted import ScriptedProvider
 from bot.providers.types import CallLimits, ModelProvider, ModelSlot
 from bot.settings import ConfigurationError, Settings
@@ -98,7 +98,8 @@ def build_chain(
     node: str | None = None,
     variant: str | None = None,
 ) -> list[ModelSlot]:
-    """The alias's model followed by its fallbacks (`ARCHON_FALLBACKS`), each built once."""
+    """The alias's model followed by its fallbacks (`ARCHON_FALLBACKS`), each built once. An alias without
+    prices is refused unless ARCHON_ALLOW_UNPRICED_MODELS: the primary with an error, a fallback skipped."""
     aliases = _unique([alias, *settings.fallbacks().get(alias, [])])
     slots = []
     for position, name in enumerate(aliases):
@@ -106,6 +107,8 @@ def build_chain(
         if spec is None:
             raise ConfigurationError(f"ARCHON_FALLBACKS names `{name}`, which is not a model alias here")
         try:
+            if why := unpriced_refusal(name, spec, settings.archon_allow_unpriced_models):
+                raise ConfigurationError(why)
             slots.append(ModelSlot(build_provider(spec, settings, limits, node, variant), spec))
         except ConfigurationError as error:
             if position == 0:

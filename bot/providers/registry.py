@@ -122,6 +122,20 @@ DEFAULT_MODELS: Mapping[str, ModelSpec] = {
 }
 
 
+UNPRICED = (
+    "`{alias}` has no `prices`, so its calls would count as $0 against every cost cap; give it `prices` "
+    "(USD per million tokens), or set ARCHON_ALLOW_UNPRICED_MODELS=true to allow unpriced models"
+)
+
+
+def unpriced_refusal(alias: str, spec: ModelSpec, allow: bool) -> str | None:
+    """Why `alias` may not be used: it has no prices and the deployment does not allow that. Scripted
+    models are exempt: they answer from a file and never bill anyone."""
+    if spec.prices is not None or allow or spec.provider is Provider.SCRIPTED:
+        return None
+    return UNPRICED.format(alias=alias)
+
+
 class RegistryError(ValueError):
     """A models file is malformed; the message names the file and the field."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.agent.ledger import ProviderStats
-from bot.agent.loop import Agent, AgentLimits
+from bot.agent.loop import Agent, AgentLimits, SpendGuard
 from bot.agent.tools import Toolbox
 from bot.providers.types import ModelSlot
 from bot.runs import NodeRun, NodeState, RunRecord, RunState, now
@@ -79,6 +79,8 @@ class RunServices:
     validator: Validator | None
     run_dir: Path
     base_limits: AgentLimits = field(default_factory=AgentLimits)
+    #: The run's cost cap and the installation's daily spend, checked before every model call.
+    guard: SpendGuard | None = None
     push_token: Callable[[], str | None] = lambda: None
     secrets: Sequence[str] = ()
     #: The one command runner (bubblewrap under the deployment's policy) for tools, validation, shell nodes.
@@ -200,10 +202,19 @@ class Engine:
 
     def _failed(self, state: NodeRun, reason: str) -> Outcome:
         state.state, state.error, state.finished_at = NodeState.FAILED, reason, state.finished_at or now()
+        if state.kind == "evaluate" and self.record.pr_number is not None:  # a pull request on GitHub
+            return self._evaluation_failed()
         self.record.failed_node = state.id
         self.services.publisher.progress(self.record)
         summary = f"Node `{state.id}` failed: {reason}"
         return Outcome(RunState.FAILED, summary)
+
+    def _evaluation_failed(self) -> Outcome:
+        """The pull request is the run's result and it exists: the run is done, with its link. The
+        evaluate node stays failed with its reason, which the status comment shows beside
+        `/archon evaluate` (`bot.status`); the run stops here, as after any failed node."""
+        self.services.publisher.progress(self.record)
+        return Outcome(RunState.DONE, self._done_summary())
 
     # --- the run context (see bot/workflow/schema.py) ------------------------------------------
 
@@ -271,7 +282,8 @@ class Engine:
         prompt = render(node.prompt, context, where=f"{where} `prompt`")
         toolbox = self._toolbox(node.tool_names())
         transcript = self.services.run_dir / "transcripts" / f"{node.id}-{state.attempts}.jsonl"
-        agent = Agent(chain, toolbox, node.limits(self.services.base_limits), node.reasoning, transcript)
+        limits = node.limits(self.services.base_limits)
+        agent = Agent(chain, toolbox, limits, node.reasoning, transcript, guard=self.services.guard)
         try:
             result = agent.run(system, prompt)
         finally:

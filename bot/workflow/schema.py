@@ -125,7 +125,9 @@ class AgentNode(_Node):
     system: str | None = Field(None, min_length=1, description="Template: the system prompt.")
     tools: str | tuple[str, ...] = Field("read_only", description="`read_only`, `all` or tool names.")
     reasoning: Reasoning = Field(default_factory=Reasoning)
-    budget: AgentLimits | None = Field(None, description="Overrides of the run's agent limits.")
+    budget: AgentLimits | None = Field(
+        None, description="Lower limits for this node: each cap is the lower of this and the run's."
+    )
 
     @field_validator("tools")
     @classmethod
@@ -147,12 +149,11 @@ class AgentNode(_Node):
         return TOOL_SETS[self.tools] if isinstance(self.tools, str) else self.tools
 
     def limits(self, base: AgentLimits) -> AgentLimits:
-        """`base` with the fields this node's `budget` sets."""
+        """`base` lowered by the fields this node's `budget` sets: a workflow file in the repository may
+        tighten the run's caps (the repository's and the deployment's), never loosen them."""
         if self.budget is None:
             return base
-        return base.model_copy(
-            update={name: getattr(self.budget, name) for name in self.budget.model_fields_set}
-        )
+        return base.lowered({name: getattr(self.budget, name) for name in self.budget.model_fields_set})
 
 
 class ShellNode(_Node):
