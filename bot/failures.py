@@ -31,7 +31,7 @@ from rq.registry import StartedJobRegistry
 from rq.timeouts import UnixSignalDeathPenalty
 
 from bot.logs import log_context
-from bot.metrics import observe_run
+from bot.metrics import count, observe_run
 from bot.queue import LIVE_RUNS_KEY
 from bot.runs import NodeState, RunRecord, RunState, RunStore, now
 from bot.secrets import describe_error
@@ -134,6 +134,7 @@ def failure_of(
     if job.retries_left:
         with log_context(**ids):
             log.warning("job %s failed, RQ retries it (%s left): %s", job.id, job.retries_left, reason)
+        count(job.connection, "job_retries", function=job.func_name.rsplit(".", 1)[-1])
         return None
     return Failure(job_id=job.id, reason=reason, run_id=ids["run_id"], delivery_id=ids["delivery_id"])
 

@@ -9,6 +9,7 @@ in-process. Reconciliation is driven directly with a moment in the future instea
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -353,6 +354,8 @@ def test_a_transient_error_is_retried_by_rq_and_resumes_without_redoing_nodes(gi
     [job_id] = queue.scheduled_job_registry.get_job_ids()  # the retry, 15 s from now
     job = Job.fetch(job_id, connection=redis_conn)
     assert job.retries_left == 1
+    retries = json.dumps(["job_retries", {"function": "execute_run"}], separators=(",", ":"))
+    assert redis_conn.hget("archon:metrics", retries) == b"1"  # shown as archon_job_retries_total
     queue.scheduled_job_registry.remove(job)  # what RQ's scheduler does when the time comes
     queue.enqueue_job(job)
     work(redis_conn, RUNS_QUEUE)
