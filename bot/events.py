@@ -21,15 +21,36 @@ from bot.payloads import (
     IssueCommentCreated,
     IssueDelivery,
     IssueLabeled,
+    PullDelivery,
+    PullRequestReviewCommentCreated,
+    PullRequestReviewSubmitted,
+    Review,
 )
 from bot.triggers import (
     Request,
+    ReviseRequest,
     TriggerError,
     is_archon_label,
     is_command,
     parse_comment,
     request_from_labels,
 )
+
+CHANGES_REQUESTED = "changes_requested"
+#: The feedback of a "changes requested" review without a body: its inline comments say what.
+NO_REVIEW_BODY = "The reviewer requested changes without a summary; address their review comments."
+
+
+class ThreadRef(BaseModel):
+    """Where in the diff a review-comment command was written: the thread is part of the feedback."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    comment_id: int
+    path: str = ""
+    line: int | None = None
+    diff_hunk: str = ""
+    in_reply_to_id: int | None = Field(None, description="The thread's first comment, for a reply.")
 
 
 class _Task(BaseModel):
@@ -58,6 +79,11 @@ class CommandTask(_Task):
     issue_body: str = ""
     issue_url: str = ""
     issue_author: str = ""
+    via: Literal["label", "comment", "review", "thread"] = "comment"
+    thread: ThreadRef | None = None
+    changes_requested: bool = Field(
+        False, description="A review requesting changes, no command: it revises only where opted in."
+    )
 
 
 class LabelsTask(_Task):
@@ -100,7 +126,7 @@ def _installation_id(delivery: Delivery) -> int | None:
     return delivery.installation.id if delivery.installation else None
 
 
-def _bot_reason(delivery: IssueDelivery, app_id: int | None, comment: Comment | None) -> str | None:
+def _bot_reason(delivery: Delivery, app_id: int | None, comment: Comment | Review | None) -> str | None:
     """Senders of type Bot (this app included) never trigger work, so the bot cannot loop."""
     if delivery.sender.type == "Bot":
         return "sender is a bot"
@@ -161,7 +187,7 @@ def _issue_labeled(delivery: IssueLabeled, delivery_id: str, app_id: int | None)
         return Ignored(NO_INSTALLATION)
     on_issue = [item.name for item in delivery.issue.labels or []]
     fields = _parsed(lambda: request_from_labels(label, on_issue))
-    return [_command_task(delivery, delivery_id, trigger=f"label `{label}`", **fields)]
+    return [_command_task(delivery, delivery_id, trigger=f"label `{label}`", via="label", **fields)]
 
 
 def _comment_created(
@@ -178,6 +204,75 @@ def _comment_created(
     first_line = body.lstrip().partition("\n")[0].strip()[:200]
     fields = _parsed(lambda: parse_comment(body))
     return [_command_task(delivery, delivery_id, comment_id=comment.id, trigger=f"`{first_line}`", **fields)]
+
+
+def _pull_task(delivery: PullDelivery, delivery_id: str, **fields: Any) -> CommandTask:
+    return CommandTask(
+        delivery_id=delivery_id,
+        installation_id=_installation_id(delivery),
+        repo=delivery.repository.full_name,
+        issue=delivery.pull_request.number,
+        is_pull_request=True,
+        sender=delivery.sender.login,
+        **fields,
+    )
+
+
+def _first_line(body: str) -> str:
+    return body.lstrip().partition("\n")[0].strip()[:200]
+
+
+def _review_submitted(
+    delivery: PullRequestReviewSubmitted, delivery_id: str, app_id: int | None
+) -> list[Task] | Ignored:
+    """A review whose body is a command, or (for the repositories that opt in) one requesting changes."""
+    review = delivery.review
+    body = review.body or ""
+    requested = review.state.lower() == CHANGES_REQUESTED
+    if not is_command(body) and not requested:
+        return Ignored("review body does not start with `/archon` and requests no changes")
+    if reason := _bot_reason(delivery, app_id, review):
+        return Ignored(reason)
+    if _installation_id(delivery) is None:
+        return Ignored(NO_INSTALLATION)
+    if is_command(body):
+        fields = _parsed(lambda: parse_comment(body))
+        return [_pull_task(delivery, delivery_id, trigger=f"`{_first_line(body)}`", via="review", **fields)]
+    request = ReviseRequest(feedback=body.strip() or NO_REVIEW_BODY)
+    return [
+        _pull_task(
+            delivery,
+            delivery_id,
+            trigger="a review requesting changes",
+            via="review",
+            request=request,
+            changes_requested=True,
+        )
+    ]
+
+
+def _review_comment_created(
+    delivery: PullRequestReviewCommentCreated, delivery_id: str, app_id: int | None
+) -> list[Task] | Ignored:
+    """A command in a review-comment thread: the thread's place in the diff travels with it."""
+    comment = delivery.comment
+    body = comment.body or ""
+    if not is_command(body):
+        return Ignored("review comment does not start with `/archon`")
+    if reason := _bot_reason(delivery, app_id, comment):
+        return Ignored(reason)
+    if _installation_id(delivery) is None:
+        return Ignored(NO_INSTALLATION)
+    thread = ThreadRef(
+        comment_id=comment.id,
+        path=comment.path,
+        line=comment.line or comment.original_line,
+        diff_hunk=comment.diff_hunk,
+        in_reply_to_id=comment.in_reply_to_id,
+    )
+    fields = _parsed(lambda: parse_comment(body))
+    trigger = f"`{_first_line(body)}`"
+    return [_pull_task(delivery, delivery_id, trigger=trigger, via="thread", thread=thread, **fields)]
 
 
 def _installed(
@@ -201,6 +296,8 @@ NO_INSTALLATION = "delivery has no installation"
 _HANDLERS: dict[tuple[str, str | None], tuple[type[Delivery], Callable[..., list[Task] | Ignored]]] = {
     ("issues", "labeled"): (IssueLabeled, _issue_labeled),
     ("issue_comment", "created"): (IssueCommentCreated, _comment_created),
+    ("pull_request_review", "submitted"): (PullRequestReviewSubmitted, _review_submitted),
+    ("pull_request_review_comment", "created"): (PullRequestReviewCommentCreated, _review_comment_created),
     ("installation", "created"): (InstallationCreated, _installed),
     ("installation_repositories", "added"): (InstallationRepositoriesAdded, _installed),
 }

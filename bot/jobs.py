@@ -9,38 +9,35 @@ hides the original error.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from github.PullRequest import PullRequest
 from rq import get_current_job
 from rq.job import Job
 
-from bot import failures
+from bot import failures, revise
 from bot.evaluation.service import diff_from_patches, judge_change
 from bot.events import CommandTask, LabelsTask, TaskEnvelope
-from bot.github.auth import app_integration, installation_client, installation_github
+from bot.github.auth import installation_client, installation_github
 from bot.github.forge import RepoForge
 from bot.labels import label_specs
 from bot.limits import DailySpend, RunGuard
 from bot.logs import log_context
 from bot.metrics import observe_run
 from bot.providers.factory import build_chain
-from bot.publish import GitHubPublisher
+from bot.publish import GitHubPublisher, post_evaluation_check
 from bot.queue import JobQueue
 from bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config, registry_for
 from bot.runner import pull_evidence, run_on_github
 from bot.runs import RunRecord, RunState, RunStore, now
-from bot.settings import Settings, load_settings
+from bot.settings import load_settings
 from bot.triage import Triage
+from bot.triage import bot_login as _bot_login  # recognising the bot's own pull requests lives in triage
+from bot.triage import run_of_pull as _run_of_pull
 from bot.workflow.engine import Outcome
 from bot.workflow.schema import WorkflowError
 
 log = logging.getLogger(__name__)
-
-_PULL_MARKER = re.compile(r"<!-- archon-bot:pull:([A-Za-z0-9_-]+) -->")
 
 
 # --- triage ----------------------------------------------------------------------------------------
@@ -186,50 +183,9 @@ def _evaluate_pull(task: CommandTask, judges: list[str]) -> str:
         guard=RunGuard(settings.archon_max_run_usd, daily=daily),
     )
     forge.post_review(task.issue, verdict.body, key=f"eval-{task.delivery_id}", comments=verdict.comments)
+    min_score = config.evaluation.min_score
+    post_evaluation_check(forge, task.issue, verdict.evaluation, min_score, f"eval-{task.delivery_id}")
     return verdict.headline()
-
-
-def _run_of_pull(
-    connection: Any, task: CommandTask, pull: PullRequest, bot_login: Callable[[], str]
-) -> RunRecord | None:
-    """The Archon run that opened this pull request, found by the marker in its body; None for a
-    people's pull request (judged without a plan).
-
-    Anyone can paste a marker into a pull request's body, and a run's plan would then be judged against
-    a stranger's diff. So a marker counts only on a pull request this App opened from a branch of this
-    repository, for a run of this repository and installation whose branch is the pull request's head.
-    """
-    run_ids = _PULL_MARKER.findall(pull.body or "")
-    if not run_ids or not _opened_by_this_app(task, pull, bot_login):
-        return None
-    store = RunStore(connection)
-    for run_id in run_ids:
-        record = store.load(run_id)
-        if record is not None and _same_run(task, pull, record):
-            return record
-    return None
-
-
-def _opened_by_this_app(task: CommandTask, pull: PullRequest, bot_login: Callable[[], str]) -> bool:
-    """The pull request's author is this App's bot user, and its head is in the repository itself."""
-    head_repo = pull.head.repo.full_name if pull.head.repo is not None else ""
-    if head_repo.lower() != task.repo.lower() or pull.user.type != "Bot":
-        return False
-    return pull.user.login == bot_login()
-
-
-def _same_run(task: CommandTask, pull: PullRequest, record: RunRecord) -> bool:
-    return (
-        record.config.repo.lower() == task.repo.lower()
-        and record.installation_id == task.installation_id
-        and record.branch is not None
-        and record.branch == pull.head.ref
-    )
-
-
-def _bot_login(settings: Settings) -> str:
-    """The login GitHub gives this App's bot user: `<app slug>[bot]` (asked as the App itself)."""
-    return f"{app_integration(settings).get_app().slug}[bot]"
 
 
 def on_evaluate_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
@@ -238,3 +194,50 @@ def on_evaluate_failure(job: Job, connection: Any, exc_type: type, value: BaseEx
     task = TaskEnvelope.model_validate(job.args[0]).task
     tell = failures.replier(task, failures.EVALUATE_FAILED)
     failures.report(failure, tell, f"evaluation of {task.delivery_id}")
+
+
+# --- revisions of the bot's pull requests ----------------------------------------------------------
+
+
+def execute_revision(run_id: str, number: int) -> str:
+    """`/archon revise` / `replan` on the run's pull request: new commits on its branch, a fresh review."""
+    job = get_current_job()
+    with log_context(job_id=job.id, run_id=run_id):
+        return _execute_revision(job, run_id, number)
+
+
+def _execute_revision(job: Job, run_id: str, number: int) -> str:
+    store, record = _load(job.connection, run_id)
+    revision = record.revisions[number - 1]
+    if revision.state is RunState.DONE:
+        return f"revision {number} of {run_id} is already done"
+    settings = load_settings()
+    github, token = installation_client(settings, record.installation_id)
+    forge = RepoForge(github, record.config.repo)
+    revision.state = RunState.RUNNING
+    store.save(record)
+    try:
+        outcome = revise.run_revision(record, revision, settings, forge, store, token)
+    except (RepoConfigError, WorkflowError) as error:
+        outcome = Outcome(RunState.FAILED, f"Nothing was run: {error}")
+    revise.finish(revision, outcome)
+    store.save(record)
+    revise.reply(forge, record, revision)
+    return f"revision {number} of {run_id} {revision.state}"
+
+
+def on_revision_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
+    """After the last attempt, the revision is marked failed in the run record and logged."""
+    if (failure := failures.failure_of(job, exc_type, value)) is None:
+        return
+    run_id, number = job.meta["run_id"], job.meta["revision"]
+
+    def tell(reason: str) -> None:
+        store = RunStore(connection)
+        record = store.load(run_id)
+        if record is not None:
+            record.revisions[number - 1].state = RunState.FAILED
+            record.revisions[number - 1].summary = reason
+            store.save(record)
+
+    failures.report(failure, tell, f"revision {number} of run {run_id}")

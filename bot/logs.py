@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -84,6 +85,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not when logging was configured:
+    a process that swaps stderr later (a test runner's capture, a daemonising wrapper) keeps its logs
+    and never writes to a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # StreamHandler.__init__ and setStream assign it
+        pass
+
+
 def logging_config(level: str = "INFO", log_format: LogFormat = "text") -> dict[str, Any]:
     """A dictConfig for the whole process: the root logger writes to stderr; gunicorn's and RQ's
     loggers propagate to it instead of keeping their own handlers, so every line has one format."""
@@ -100,8 +118,7 @@ def logging_config(level: str = "INFO", log_format: LogFormat = "text") -> dict[
         "formatters": {"archon": formatter},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
+                "class": "bot.logs.StderrHandler",
                 "formatter": "archon",
                 "filters": ["redact", "context"],
             }

@@ -127,6 +127,50 @@ class IssueCommentCreated(IssueDelivery):
     comment: Comment
 
 
+class PullRequest(_Model):
+    """The `pull_request` of a review or review-comment delivery."""
+
+    number: GitHubId
+    title: Text | None = None
+    html_url: Text | None = None
+    user: Account | None = None
+
+
+class Review(_Model):
+    id: GitHubId
+    body: Text | None = None
+    state: str = Field(description="`commented`, `approved` or `changes_requested` (lower case).")
+    user: Account | None = None
+    performed_via_github_app: App | None = None
+
+
+class ReviewComment(Comment):
+    """A comment on a line of the diff, the first of a thread or a reply in it."""
+
+    path: Text = ""
+    line: int | None = None
+    original_line: int | None = None
+    diff_hunk: Text = ""
+    in_reply_to_id: GitHubId | None = None
+
+
+class PullDelivery(Delivery):
+    repository: Repository
+    pull_request: PullRequest
+
+
+class PullRequestReviewSubmitted(PullDelivery):
+    """`pull_request_review.submitted`."""
+
+    review: Review
+
+
+class PullRequestReviewCommentCreated(PullDelivery):
+    """`pull_request_review_comment.created`."""
+
+    comment: ReviewComment
+
+
 class InstallationCreated(Delivery):
     """`installation.created`."""
 

@@ -146,6 +146,25 @@ class JobQueue:
             description=f"run {run_id}",
         )
 
+    def enqueue_revision(self, job_id: str, run_id: str, number: int, timeout: int) -> Job | None:
+        """A revision of a run's pull request; None when its job is already queued or running (a retried
+        triage job). Its id is derived from the delivery, so a redelivery never revises twice."""
+        if self.active_status(job_id) is not None:
+            return None
+        self.track_run(run_id)
+        return self.runs.enqueue_call(
+            "bot.jobs.execute_revision",
+            args=(run_id, number),
+            job_id=job_id,
+            timeout=timeout,
+            result_ttl=7 * 24 * 3600,
+            failure_ttl=30 * 24 * 3600,
+            retry=RUN_RETRY,
+            on_failure=Callback("bot.jobs.on_revision_failure"),
+            meta={"run_id": run_id, "revision": number},
+            description=f"revision {number} of run {run_id}",
+        )
+
     def enqueue_bench(self, bench_id: str) -> Job:
         """The benchmark's first job: explore, estimate, fan the cells out."""
         return self.runs.enqueue_call(

@@ -53,6 +53,20 @@ class RunBudgets(BaseModel):
     bench_max_usd: float | None = Field(None, gt=0, description="Cap on a benchmark's estimated cost.")
 
 
+class EvaluationPolicy(BaseModel):
+    """How the `Archon evaluation` check run concludes on a pull request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_score: int | None = Field(
+        None,
+        ge=0,
+        le=70,
+        description="Score an evaluation needs for its check run to conclude `success` (`failure` below it), "
+        "so branch protection can require it; unset: the check run is always `neutral`.",
+    )
+
+
 class RepoConfig(BaseModel):
     """The whole file. Unknown keys are errors, so a typo never silently does nothing."""
 
@@ -80,6 +94,12 @@ class RepoConfig(BaseModel):
         None, description="`plan`: every run stops for `/archon approve` after posting its plan."
     )
     budgets: RunBudgets = Field(default_factory=lambda: RunBudgets())
+    evaluation: EvaluationPolicy = Field(default_factory=lambda: EvaluationPolicy())
+    iterate: Literal["on_changes_requested"] | None = Field(
+        None,
+        description="`on_changes_requested`: a review requesting changes on the bot's pull request revises "
+        "it (as `/archon revise` with the review's text would).",
+    )
 
     @field_validator("models", mode="before")
     @classmethod

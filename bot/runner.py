@@ -17,6 +17,7 @@ import redis
 from rq.timeouts import JobTimeoutException
 
 from bot.agent.loop import AgentLimits
+from bot.conventions import read_conventions
 from bot.evaluation.service import files_at, judge_change
 from bot.github.forge import RepoForge
 from bot.limits import DailySpend, RunGuard, deployment_limits, effective_limits
@@ -128,6 +129,7 @@ def make_evaluator(
             evidence=evidence_of(validator, validation, worktree, diff),
             repo_files=files_at(worktree.path, "HEAD"),
             guard=guard,
+            conventions=context["repo"]["conventions"],
         )
         state.usage = state.usage + verdict.usage
         state.cost_usd = round(state.cost_usd + verdict.cost_usd, 8)
@@ -195,21 +197,40 @@ def run_on_github(
 
     The issue's text is the snapshot taken when the run was accepted; only a run without one (a
     benchmark cell, an older record) reads it from GitHub, once, and keeps that for its retries.
+    The repository's files — `.github/archon.yml`, its workflows, its conventions — come from the mirror
+    the run syncs anyway, at the default branch's commit the worktree then starts from: one fetch, and
+    config and code that agree, rather than a contents-API call per file.
     """
     if record.issue is None:
         title, body, url = forge.issue(record.config.issue)
         record.issue = IssueInfo(number=record.config.issue, title=title, body=body, url=url)
     record.default_branch = record.default_branch or forge.default_branch()
-    config = parse_repo_config(forge.read_file(CONFIG_PATH))
-    workflow = pick_workflow(record, forge.read_dir(REPO_DIR))
-    registry = registry_for(config, settings)
-    publisher = publisher or GitHubPublisher(forge, store, lambda: gated(workflow, record))
     workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
+    workspace.sync(record.config.repo, token=token())
+    files = workspace.snapshot(record.config.repo)
+    config = parse_repo_config(files.read_file(CONFIG_PATH))
+    workflow = pick_workflow(record, files.read_dir(REPO_DIR))
+    registry = registry_for(config, settings)
+    publisher = publisher or GitHubPublisher(
+        forge, store, lambda: gated(workflow, record), min_score=config.evaluation.min_score
+    )
     record.branch = record.branch or branch_name(record)
     workspace.cleanup(settings.archon_keep_failed_hours * 3600)
-    worktree = workspace.prepare(record.config.repo, record.run_id, record.branch, token=token())
+    worktree = workspace.prepare(
+        record.config.repo, record.run_id, record.branch, token=token(), base=files.commit, fetch=False
+    )
     return execute(
-        workflow, record, publisher, workspace, worktree, config, registry, settings, token, store.redis
+        workflow,
+        record,
+        publisher,
+        workspace,
+        worktree,
+        config,
+        registry,
+        settings,
+        token,
+        store.redis,
+        conventions=read_conventions(files.read_file),
     )
 
 
@@ -232,8 +253,10 @@ def execute(
     settings: Settings,
     token: Callable[[], str | None],
     connection: redis.Redis | None = None,
+    conventions: str = "",
 ) -> Outcome:
-    """`connection`: the Redis holding the installation's daily spend (None: from REDIS_URL, if set)."""
+    """`connection`: the Redis holding the installation's daily spend (None: from REDIS_URL, if set).
+    `conventions`: the repository's guidance for contributors, fenced (`bot.conventions`)."""
     if connection is None and settings.redis_url and record.installation_id:
         connection = redis.Redis.from_url(settings.redis_url)
     guard = run_guard(record, settings, connection)
@@ -254,6 +277,7 @@ def execute(
         sandbox=sandbox,
         evaluate=make_evaluator(record, registry, settings, worktree, publisher, validator, guard),
         interrupts=(JobTimeoutException,),
+        conventions=conventions,
     )
     outcome = Outcome(RunState.FAILED, "the run stopped before it finished")
     try:

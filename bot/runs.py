@@ -85,6 +85,39 @@ class IssueInfo(BaseModel):
     delivery_id: str | None = Field(None, description="The delivery it was copied from; None: the API.")
 
 
+class ReviewThread(BaseModel):
+    """The review-comment thread a revision was asked for in: it is part of the feedback."""
+
+    comment_id: int = Field(description="The comment that asked; the bot's reply goes in its thread.")
+    path: str = ""
+    line: int | None = None
+    diff_hunk: str = ""
+    earlier: list[str] = Field(default_factory=list, description="Earlier replies, `@login: text`.")
+
+
+class Revision(BaseModel):
+    """One `/archon revise` (or `replan`, or an opted-in "changes requested") on the run's pull request."""
+
+    number: int = Field(description="1 for the first revision of the run.")
+    kind: str = Field("revise", description="`revise` (implement only) or `replan` (plan, then implement).")
+    feedback: str
+    requested_by: str
+    delivery_id: str = Field(description="The delivery that asked: a redelivery finds this revision.")
+    via: str = Field("comment", description="`comment`, `review` or `thread`, for people.")
+    thread: ReviewThread | None = None
+    models: dict[str, str] = Field(default_factory=dict, description="Role → alias given in the command.")
+    state: RunState = RunState.QUEUED
+    cost_usd: float = 0.0
+    commit: str | None = Field(None, description="The branch's head after the revision.")
+    summary: str | None = None
+    created_at: datetime = Field(default_factory=lambda: now())
+    finished_at: datetime | None = None
+
+    @property
+    def job_id(self) -> str:
+        return f"revise-{self.delivery_id}"
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -124,6 +157,7 @@ class RunRecord(BaseModel):
     evaluation: dict[str, Any] | None = Field(None, description="The stored evaluation (JSON), if any.")
     bench_id: str | None = Field(None, description="The benchmark this run is a cell of.")
     open_pr: bool = Field(True, description="Benchmark cells open draft PRs only when asked.")
+    revisions: list[Revision] = Field(default_factory=list, description="Revisions on its pull request.")
 
     @property
     def usage(self) -> Usage:

@@ -86,3 +86,20 @@ def render_runs_table(records: list[RunRecord]) -> str:
         link = f"[comment]({r.status_comment_url})" if r.status_comment_url else "—"
         rows.append(f"| `{r.run_id}` | {r.config.pairing()} | {r.state} | @{r.requested_by} | {link} |")
     return "\n".join(rows)
+
+
+def render_revisions(record: RunRecord) -> str:
+    """The reply to `/archon status` on the run's pull request: its revisions, oldest first."""
+    if not record.revisions:
+        return "No revisions yet: comment `/archon revise <feedback>` to ask for one."
+    rows = [
+        "| Revision | Kind | Asked by | Via | State | Cost | Commit |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in record.revisions:
+        commit = f"`{r.commit[:7]}`" if r.commit else "—"
+        rows.append(
+            f"| {r.number} | {r.kind} | @{r.requested_by} | {r.via} | {r.state} | "
+            f"${r.cost_usd:.4f} | {commit} |"
+        )
+    return "\n".join(rows)

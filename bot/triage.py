@@ -8,17 +8,23 @@ retried triage job edits its reply instead of posting another.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from github.PullRequest import PullRequest
 
 from bot.bench.jobs import show_status
 from bot.bench.orchestrate import BenchRecord, BenchStore, bench_id_for
 from bot.bench.results import BenchSpec
-from bot.commands import COMMANDS, CommandName, help_text
+from bot.commands import COMMANDS, READ_ONLY, CommandName, help_text, wrong_place
 from bot.events import CommandTask
 from bot.failures import dead_reason, fail_run
+from bot.github.auth import app_integration
 from bot.github.forge import RepoForge
 from bot.limits import DailySpend, active_runs, cells_refusal, concurrency_refusal, panel_refusal
+from bot.providers.pricing import prices_date, prices_text
 from bot.providers.registry import ModelRegistry, unpriced_refusal
 from bot.queue import ActiveRunError, JobQueue
 from bot.repo_config import (
@@ -32,21 +38,38 @@ from bot.repo_config import (
 )
 from bot.runconfig import RunConfig, UnknownModelError, resolve_run
 from bot.runner import pick_workflow
-from bot.runs import IssueInfo, NodeState, RunRecord, RunState, RunStore, now, run_id_for
+from bot.runs import (
+    IssueInfo,
+    NodeState,
+    ReviewThread,
+    Revision,
+    RunRecord,
+    RunState,
+    RunStore,
+    now,
+    run_id_for,
+)
 from bot.settings import Settings
-from bot.status import STATUS_KIND, render_runs_table, render_status
-from bot.triggers import BenchRequest, EvaluateRequest, ReviseRequest, Role, RunRequest
+from bot.status import STATUS_KIND, render_revisions, render_runs_table, render_status
+from bot.triggers import BenchRequest, EvaluateRequest, ReplanRequest, ReviseRequest, Role, RunRequest
 from bot.workflow.engine import plan_node_id, reset_from
 from bot.workflow.schema import REPO_DIR
 
 log = logging.getLogger(__name__)
 
+_PULL_MARKER = re.compile(r"<!-- archon-bot:pull:([A-Za-z0-9_-]+) -->")
+
 REPLY_KIND = "reply"
-#: Commands anyone who can comment may use: they only show information.
-READ_ONLY = {CommandName.HELP, CommandName.MODELS, CommandName.STATUS}
+MODELS_PRICES_NOTE = "Prices: USD per million tokens, input / cache write / cache read / output."
 #: The reference experiment's matrix: plan ∈ {opus, kimi} × implement ∈ {opus, kimi}.
 DEFAULT_MATRIX = ("opus", "kimi")
 NOT_STARTED = "nothing was started: {reason}."
+NOT_OURS = (
+    "I can only revise pull requests Archon Bot opened for one of its runs in this repository; "
+    "#{number} is not one, so nothing was started. Use `/archon evaluate` to score it instead."
+)
+REVISION_BUSY = "run `{run_id}` is still {state}; try again when it has finished."
+REVISING = "{what} #{number} on its branch with your feedback (revision {revision}); I will reply here."
 
 
 @dataclass
@@ -69,7 +92,12 @@ class Triage:
 
     def handle(self) -> str:
         task = self.task
-        self.forge.react(task.issue, task.comment_id, "eyes")
+        if task.changes_requested:  # no command: only where the repository opted in, and then quietly
+            config = self._repo_config()
+            if isinstance(config, str) or config.iterate != "on_changes_requested":
+                return "changes requested; the repository has not opted in to revisions on them"
+        if task.via != "thread":  # a review comment's reactions live elsewhere: 👀 on the pull request
+            self.forge.react(task.issue, task.comment_id, "eyes")
         name = CommandName(task.request.kind) if task.request else None
         config = self._repo_config()
         if isinstance(config, str):
@@ -83,14 +111,15 @@ class Triage:
             usage = f"\n\nUsage: `{task.usage}`" if task.usage and task.usage.startswith("/") else ""
             return self.reply(f"I could not understand that: {task.error}{usage}\n\n{help_text()}")
         info = COMMANDS[name]
-        if info.on_pull_request_only and not task.is_pull_request:
-            return self.reply(f"`/archon {name}` works on pull requests; #{task.issue} is an issue.")
+        if why := wrong_place(name, task.issue, task.is_pull_request):
+            return self.reply(why)
         if not info.available:
             return self.reply(
                 f"`/archon {name}` is not available yet in this version of Archon Bot. "
                 f"Available now: {', '.join(f'`{c}`' for c in COMMANDS if COMMANDS[c].available)}."
             )
-        return _HANDLERS[name](self, config)
+        handler: Callable[[RepoConfig], str] = getattr(self, info.handler)
+        return handler(config)
 
     def _repo_config(self) -> RepoConfig | str:
         """The repository's config, or the reply explaining why it is unusable."""
@@ -229,13 +258,26 @@ class Triage:
         return self.reply(f"here is what I understand:\n\n{help_text()}")
 
     def models(self, config: RepoConfig) -> str:
-        rows = ["| Alias | Provider | Model | Notes |", "| --- | --- | --- | --- |"]
+        """Each alias with its prices and the date (linked to the page) they were read, so a stale price
+        is visible where people choose a model."""
+        rows = ["| Alias | Provider | Model | Prices | Prices as of | Notes |", "|" + " --- |" * 6]
         for alias, spec in self.registry(config).items():
-            rows.append(f"| `{alias}` | {spec.provider} | `{spec.model}` | {spec.description} |")
+            rows.append(
+                f"| `{alias}` | {spec.provider} | `{spec.model}` | {prices_text(spec.prices)} "
+                f"| {prices_date(spec.prices)} | {spec.description} |"
+            )
         defaults = ", ".join(f"{role}=`{alias}`" for role, alias in self.defaults(config).items())
-        return self.reply("models available here:\n\n" + "\n".join(rows) + f"\n\nDefaults: {defaults}.")
+        table = "\n".join(rows)
+        return self.reply(f"models available here:\n\n{table}\n\n{MODELS_PRICES_NOTE} Defaults: {defaults}.")
 
     def status(self, config: RepoConfig) -> str:
+        if self.task.is_pull_request:
+            record = self.run_of_pull()
+            if record is None:
+                return self.reply(f"no Archon run opened #{self.task.issue}.")
+            return self.reply(
+                f"run `{record.run_id}` opened this pull request.\n\n{render_revisions(record)}"
+            )
         text = "runs on this issue:\n\n" + render_runs_table(self._runs())
         benches = BenchStore(self.queue.connection).for_issue(self.task.repo, self.task.issue)
         if benches:
@@ -399,6 +441,8 @@ class Triage:
         return self._requeue(record, f"approved; run `{record.run_id}` goes on to implement the plan")
 
     def revise(self, config: RepoConfig) -> str:
+        if self.task.is_pull_request:
+            return self._revise_pull(config, "revise")
         record = self._latest(RunState.WAITING)
         if record is None:
             return self.reply(
@@ -411,16 +455,121 @@ class Triage:
         reset_from(workflow, record, plan_node_id(workflow) or next(iter(record.nodes)))
         return self._requeue(record, f"re-planning run `{record.run_id}` with your feedback")
 
+    def replan(self, config: RepoConfig) -> str:
+        return self._revise_pull(config, "replan")
 
-_HANDLERS: dict[CommandName, Callable[[Triage, RepoConfig], str]] = {
-    CommandName.RUN: Triage.run,
-    CommandName.HELP: Triage.help,
-    CommandName.MODELS: Triage.models,
-    CommandName.STATUS: Triage.status,
-    CommandName.CANCEL: Triage.cancel,
-    CommandName.BENCH: Triage.bench,
-    CommandName.EVALUATE: Triage.evaluate,
-    CommandName.RETRY: Triage.retry,
-    CommandName.APPROVE: Triage.approve,
-    CommandName.REVISE: Triage.revise,
-}
+    # --- the bot's pull requests -------------------------------------------------------------------
+
+    def run_of_pull(self) -> RunRecord | None:
+        """The run that opened this pull request (`run_of_pull`), or None for anyone else's."""
+        pull = self.forge.repo.get_pull(self.task.issue)
+        return run_of_pull(self.queue.connection, self.task, pull, lambda: bot_login(self.settings))
+
+    def _revise_pull(self, config: RepoConfig, kind: str) -> str:
+        """`/archon revise` / `replan` on a pull request: a revision job for the run that opened it."""
+        request = self.task.request
+        assert isinstance(request, ReviseRequest | ReplanRequest)
+        record = self.run_of_pull()
+        if record is None:
+            return self.reply(NOT_OURS.format(number=self.task.issue))
+        revision = next((r for r in record.revisions if r.delivery_id == self.task.delivery_id), None)
+        if revision is None:  # not a retried triage job
+            if why := self._revision_refusal(config, record, request):
+                return self.reply(why)
+            revision = self._new_revision(record, kind, request)
+            record.revisions.append(revision)
+            self.store.save(record)
+        timeout = self.settings.archon_run_timeout
+        self.queue.enqueue_revision(revision.job_id, record.run_id, revision.number, timeout)
+        what = "re-planning and implementing" if kind == "replan" else "revising"
+        number = self.task.issue
+        return self.reply(REVISING.format(what=what.capitalize(), number=number, revision=revision.number))
+
+    def _revision_refusal(
+        self, config: RepoConfig, record: RunRecord, request: ReviseRequest | ReplanRequest
+    ) -> str | None:
+        if record.state.active or any(r.state.active for r in record.revisions):
+            return REVISION_BUSY.format(run_id=record.run_id, state="running")
+        registry = self.registry(config)
+        unknown = [alias for alias in request.models.values() if registry.get(alias) is None]
+        if unknown:
+            why = f"`{unknown[0]}` is not a model alias here. Valid aliases: {registry.listed()}"
+            return NOT_STARTED.format(reason=why)
+        if why := self._over_limits():
+            return NOT_STARTED.format(reason=why)
+        return None
+
+    def _new_revision(self, record: RunRecord, kind: str, request: ReviseRequest | ReplanRequest) -> Revision:
+        task, thread = self.task, None
+        if task.thread is not None:
+            ref = task.thread
+            earlier = self._earlier_replies(ref.in_reply_to_id, ref.comment_id)
+            thread = ReviewThread(
+                comment_id=ref.in_reply_to_id or ref.comment_id,
+                path=ref.path,
+                line=ref.line,
+                diff_hunk=ref.diff_hunk,
+                earlier=earlier,
+            )
+        return Revision(
+            number=len(record.revisions) + 1,
+            kind=kind,
+            feedback=request.feedback,
+            requested_by=task.sender,
+            delivery_id=task.delivery_id,
+            via=task.via,
+            thread=thread,
+            models={str(role): alias for role, alias in request.models.items()},
+        )
+
+    def _earlier_replies(self, root: int | None, asking: int) -> list[str]:
+        """The thread's comments before the one that asked, oldest first: `@login: text`."""
+        if root is None:
+            return []
+        pull = self.forge.repo.get_pull(self.task.issue)
+        thread = [c for c in pull.get_review_comments() if root in (c.id, c.in_reply_to_id)]
+        return [f"@{c.user.login}: {c.body}" for c in thread if c.id != asking]
+
+
+def run_of_pull(
+    connection: Any, task: CommandTask, pull: PullRequest, bot_login: Callable[[], str]
+) -> RunRecord | None:
+    """The Archon run that opened this pull request, found by the marker in its body; None for a
+    people's pull request.
+
+    Anyone can paste a marker into a pull request's body, and a run's plan would then be judged (or a
+    run's branch revised) against a stranger's pull request. So a marker counts only on a pull request
+    this App opened from a branch of this repository, for a run of this repository and installation
+    whose branch is the pull request's head.
+    """
+    run_ids = _PULL_MARKER.findall(pull.body or "")
+    if not run_ids or not _opened_by_this_app(task, pull, bot_login):
+        return None
+    store = RunStore(connection)
+    for run_id in run_ids:
+        record = store.load(run_id)
+        if record is not None and _same_run(task, pull, record):
+            return record
+    return None
+
+
+def _opened_by_this_app(task: CommandTask, pull: PullRequest, bot_login: Callable[[], str]) -> bool:
+    """The pull request's author is this App's bot user, and its head is in the repository itself."""
+    head_repo = pull.head.repo.full_name if pull.head.repo is not None else ""
+    if head_repo.lower() != task.repo.lower() or pull.user.type != "Bot":
+        return False
+    return pull.user.login == bot_login()
+
+
+def _same_run(task: CommandTask, pull: PullRequest, record: RunRecord) -> bool:
+    return (
+        record.config.repo.lower() == task.repo.lower()
+        and record.installation_id == task.installation_id
+        and record.branch is not None
+        and record.branch == pull.head.ref
+    )
+
+
+def bot_login(settings: Settings) -> str:
+    """The login GitHub gives this App's bot user: `<app slug>[bot]` (asked as the App itself)."""
+    return f"{app_integration(settings).get_app().slug}[bot]"

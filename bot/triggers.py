@@ -78,8 +78,19 @@ class EvaluateRequest(_Request):
 
 
 class ReviseRequest(_Request):
+    """On an issue: re-plan a waiting run. On the bot's pull request: new commits for the feedback."""
+
     kind: Literal["revise"] = "revise"
     feedback: str
+    models: dict[Role, str] = Field(default_factory=dict, description="`impl=M`: who writes the revision.")
+
+
+class ReplanRequest(_Request):
+    """On the bot's pull request: a new plan with the feedback, implemented on the same branch."""
+
+    kind: Literal["replan"] = "replan"
+    feedback: str
+    models: dict[Role, str] = Field(default_factory=dict)
 
 
 class PlainRequest(_Request):
@@ -87,7 +98,7 @@ class PlainRequest(_Request):
 
 
 Request = Annotated[
-    RunRequest | BenchRequest | EvaluateRequest | ReviseRequest | PlainRequest,
+    RunRequest | BenchRequest | EvaluateRequest | ReviseRequest | ReplanRequest | PlainRequest,
     Field(discriminator="kind"),
 ]
 
@@ -164,8 +175,8 @@ def _pairs(tokens: Iterable[str], allowed: Sequence[str]) -> dict[str, str]:
 
 # --- requests -------------------------------------------------------------------------------------
 
-_RUN_KEYS = ("plan", "impl", "explore", "eval", "workflow", "gate")
-_BENCH_KEYS = ("plan", "impl", "explore", "eval", "issues", "repeat", "prs")
+_RUN_KEYS = COMMANDS[CommandName.RUN].options
+_BENCH_KEYS = COMMANDS[CommandName.BENCH].options
 
 
 def _run_request(tokens: Iterable[str]) -> RunRequest:
@@ -201,7 +212,7 @@ def _bench_request(tokens: Iterable[str]) -> BenchRequest:
 
 
 def _evaluate_request(tokens: Iterable[str]) -> EvaluateRequest:
-    pairs = _pairs(tokens, ("eval",))
+    pairs = _pairs(tokens, COMMANDS[CommandName.EVALUATE].options)
     return EvaluateRequest(eval=_aliases(pairs["eval"], "eval") if "eval" in pairs else ())
 
 
@@ -239,15 +250,29 @@ def _command(name: CommandName, args: list[str], first: str, rest: str) -> Reque
         return _bench_request(args)
     if name is CommandName.EVALUATE:
         return _evaluate_request(args)
-    if name is CommandName.REVISE:
-        inline = first.split(None, 2)[2] if len(first.split(None, 2)) > 2 else ""
-        feedback = "\n".join(part for part in (inline.strip(), rest.strip()) if part)
-        if not feedback:
-            raise TriggerError("`/archon revise` needs your feedback after the command.")
-        return ReviseRequest(feedback=feedback)
+    if COMMANDS[name].text:
+        return _text_request(name, args, first, rest)
     if args:
         raise TriggerError(f"`/archon {name}` takes no options (got `{' '.join(args)}`).")
     return PlainRequest(kind=name.value)
+
+
+def _text_request(name: CommandName, args: list[str], first: str, rest: str) -> ReviseRequest | ReplanRequest:
+    """`/archon revise [impl=M] <feedback>`: leading `key=value` options from the table, then the text
+    (the rest of the first line and every line after it)."""
+    allowed, options = COMMANDS[name].options, []
+    while args and re.match(rf"^({'|'.join(allowed)})=", args[0], re.IGNORECASE):
+        options.append(args.pop(0))
+    pairs = _pairs(options, allowed)
+    words = first.split(None, 2 + len(options))  # `/archon`, the name, the options, then the text as typed
+    inline = words[-1] if len(words) > 2 + len(options) else ""
+    feedback = "\n".join(part for part in (inline.strip(), rest.strip()) if part)
+    if not feedback:
+        raise TriggerError(f"`/archon {name}` needs your feedback after the command.")
+    models = {Role(key): _alias(value, key) for key, value in pairs.items()}
+    if name is CommandName.REPLAN:
+        return ReplanRequest(feedback=feedback, models=models)
+    return ReviseRequest(feedback=feedback, models=models)
 
 
 # --- labels ---------------------------------------------------------------------------------------

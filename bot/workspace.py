@@ -11,6 +11,10 @@ Layout under the data directory:
 The remote's branches live under `refs/remotes/origin/`, not `refs/heads/`, so a fetch never collides with a
 branch some worktree has checked out; `refs/remotes/origin/HEAD` records the remote's default branch.
 
+Reading: `snapshot` gives the files of one commit of a mirror (by default the remote's default branch as
+last fetched) — how a run reads `.github/archon.yml`, its workflows and the repository's conventions without
+the contents API, and from the very commit its worktree then starts from (`prepare(base=..., fetch=False)`).
+
 Resuming: the code's state travels in the pushed branch. When the run's branch already exists on the remote,
 `prepare` starts the worktree from it (`resume=True`, the default), so a retry on another machine continues
 from what was pushed; `resume=False` starts afresh from the base and the next push replaces the branch.
@@ -54,6 +58,10 @@ GIT_TIMEOUT_S = 600.0
 REMOTE_REFS = "refs/remotes/origin"
 FETCH_REFSPEC = f"+refs/heads/*:{REMOTE_REFS}/*"
 REDACTED = "***"
+#: Repository files a run reads from the mirror (config, workflows, conventions) are small; a bigger one is
+#: treated as absent rather than read into memory.
+MAX_SNAPSHOT_FILE_BYTES = 1_000_000
+SYMLINK_MODE = "120000"
 #: Given to every git call: no hook, fsmonitor, attributes file or signing program whatever a config says,
 #: and no transport at all unless the call adds `network_config` for its remote.
 SAFE_CONFIG = (
@@ -507,6 +515,83 @@ class Worktree:
         return run_git([*self._repo_args(), *args], cwd=self.path, env=env, secret=secret, check=check)
 
 
+@dataclass(frozen=True)
+class TreeEntry:
+    """One `git ls-tree --long` line: what a path is in a commit, and how big."""
+
+    mode: str
+    kind: str
+    sha: str
+    size: int | None
+    path: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The files of one commit of a mirror, read through `run_git`: nothing is checked out, so no filter,
+    hook or attribute of the repository comes into play. Texts are decoded as UTF-8 (bad bytes replaced).
+
+    Same answers as `RepoForge.read_file` / `read_dir` over the contents API, one git call per file."""
+
+    mirror: Path
+    commit: str
+
+    def read_file(self, path: str, *, max_bytes: int = MAX_SNAPSHOT_FILE_BYTES) -> str | None:
+        """The text of the file at `path`, or None when there is none (or it is a folder, or larger than
+        `max_bytes`). A symbolic link inside the repository is followed once (`CLAUDE.md -> AGENTS.md`)."""
+        entry = self._entry(path)
+        if entry is not None and entry.mode == SYMLINK_MODE:
+            entry = self._entry(_link_target(path, self._blob(entry.sha)))
+        if entry is None or entry.kind != "blob" or entry.mode == SYMLINK_MODE:
+            return None
+        if entry.size is not None and entry.size > max_bytes:
+            return None
+        return self._blob(entry.sha)
+
+    def read_dir(self, folder: str) -> dict[str, str]:
+        """The files directly in `folder`, by path; {} when it does not exist."""
+        files = {}
+        for entry in self._entries(folder.strip("/") + "/"):
+            if entry.kind == "blob" and entry.mode != SYMLINK_MODE:
+                files[entry.path] = self._blob(entry.sha)
+        return files
+
+    def _entry(self, path: str | None) -> TreeEntry | None:
+        if not path or path.startswith("-"):
+            return None
+        return next((e for e in self._entries(path.strip("/")) if e.path == path.strip("/")), None)
+
+    def _entries(self, pathspec: str) -> list[TreeEntry]:
+        args = [*_bare(self.mirror), "ls-tree", "-z", "--long", "--full-tree", self.commit, "--", pathspec]
+        listing = run_git(args, cwd=self.mirror).stdout.decode(errors="replace")
+        return [_tree_entry(line) for line in listing.split("\0") if line]
+
+    def _blob(self, sha: str) -> str:
+        return git_text([*_bare(self.mirror), "cat-file", "blob", sha], cwd=self.mirror)
+
+
+def _tree_entry(line: str) -> TreeEntry:
+    """`<mode> SP <type> SP <sha> SP+ <size> TAB <path>`; a folder's size is `-`."""
+    meta, _, path = line.partition("\t")
+    mode, kind, sha, size = meta.split()
+    return TreeEntry(mode, kind, sha, None if size == "-" else int(size), path)
+
+
+def _link_target(path: str, target: str) -> str | None:
+    """The repository path a symbolic link at `path` names, or None when it leaves the repository."""
+    if target.startswith("/"):
+        return None
+    parts: list[str] = []
+    for part in [*path.split("/")[:-1], *target.strip().split("/")]:
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts) or None
+
+
 class Workspace:
     """Mirrors and worktrees under `data_dir`; remotes at `{git_url}/{owner}/{repo}.git`."""
 
@@ -549,9 +634,11 @@ class Workspace:
         token: str | None,
         base: str | None = None,
         resume: bool = True,
+        fetch: bool = True,
     ) -> Worktree:
         """A fresh worktree for the run on `branch`, from `base` (a remote branch or a commit; default: the
         remote's default branch) — or from the remote `branch` itself when it exists and `resume` is set.
+        `fetch=False`: the caller has just `sync`ed (to read the repository's files first); no second fetch.
 
         An earlier worktree of the same run id (a retry on this machine) is replaced; one still held by a
         live run is refused.
@@ -563,10 +650,12 @@ class Workspace:
             raise WorkspaceError(f"prepare {run_id}", f"run {run_id} already has a worktree in use")
         try:
             self._discard(path, keep_lock=True)
-            mirror = self.sync(repo, token=token)
+            mirror = self.sync(repo, token=token) if fetch else self.mirror_path(repo)
             # Worktree registrations live in the mirror: adding one while another process fetches (or
             # removes one) makes git read a half-written `worktrees/<id>/HEAD`. The mirror lock orders them.
             with _locked(mirror.with_suffix(".lock")):
+                if not fetch:  # `sync` checked it then; another process may have fetched since
+                    check_repository_config(mirror)
                 start, base_sha, resumed = self._start(mirror, repo, branch, base, resume)
                 args = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), start]
                 run_git(["--git-dir", str(mirror), *args], cwd=mirror)
@@ -589,6 +678,13 @@ class Workspace:
             _fetch(mirror, url, network, token)
             run_git(["--git-dir", str(mirror), "worktree", "prune"], cwd=mirror)
         return mirror
+
+    def snapshot(self, repo: str, rev: str | None = None) -> Snapshot:
+        """The files of `rev` (default: the remote's default branch, as the last `sync` fetched it) in the
+        repository's mirror: how a run reads its config, workflows and conventions without the API."""
+        mirror = self.mirror_path(repo)
+        check_repository_config(mirror)
+        return Snapshot(mirror, self._base(mirror, repo, rev))
 
     def mark_failed(self, worktree: Worktree) -> None:
         """Keep the worktree for debugging: `cleanup` removes it only after `keep_failed_s`."""

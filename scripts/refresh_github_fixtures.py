@@ -48,6 +48,7 @@ WEBHOOK_EVENTS = (
     "installation_repositories",
     "pull_request",
     "pull_request_review",
+    "pull_request_review_comment",
     "push",
 )
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -76,9 +76,9 @@ def test_claude_fixes_a_file_with_cached_prefix(repo: Path, tmp_path: Path) -> N
     assert last["system"][-1]["cache_control"] == {"type": "ephemeral"}
     assert last["tools"][-1]["cache_control"] == {"type": "ephemeral"}
     assert last["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
-    assert last["thinking"] == {"type": "enabled", "budget_tokens": 2048}
-    # 4 calls × (50×$5 + 1000×$6.25 + 4000×$0.50 + 20×$25) per million
-    assert result.ledger.cost_usd == pytest.approx(4 * (250 + 6250 + 2000 + 500) / 1e6)
+    assert last["thinking"] == {"type": "adaptive"}  # Opus 5.5 takes adaptive thinking only
+    # 4 calls × (50×$4 + 1000×$5 + 4000×$0.20 + 20×$20) per million
+    assert result.ledger.cost_usd == pytest.approx(4 * (200 + 5000 + 800 + 400) / 1e6)
     assert result.ledger.usage.cache_read_tokens == 16_000
     assert KEY not in (tmp_path / "t.jsonl").read_text()
 

@@ -72,8 +72,8 @@ def test_a_run_reads_edits_and_finishes(repo: Path, tmp_path: Path) -> None:
     assert result.completed and result.final_text == "Fixed the typo in hello.py."
     assert (repo / "hello.py").read_text() == 'print("hello")\n'
     assert result.turns == 4 and len(result.ledger.calls) == 4
-    # 1000×$5 + 3000×$6.25 + 200×$25 per million, four times
-    assert result.ledger.cost_usd == pytest.approx(4 * 0.02875)
+    # 1000×$4 + 3000×$5 + 200×$20 per million, four times
+    assert result.ledger.cost_usd == pytest.approx(4 * 0.023)
     stats = result.ledger.providers["scripted"]
     assert (stats.calls, stats.tool_calls, stats.tool_errors) == (4, 3, 0)
     events = [line["event"] for line in read_transcript(tmp_path / "t.jsonl")]
@@ -173,11 +173,11 @@ def test_cost_arithmetic_against_hand_computed_values() -> None:
         output_tokens=500,
         reasoning_tokens=400,
     )
-    # opus: 1000×5 + 2000×6.25 + 10000×0.5 + 500×25 = 35 000 micro-dollars; reasoning is inside output
-    assert cost_usd(usage, OPUS.prices) == pytest.approx(0.035)
+    # opus: 1000×4 + 2000×5 + 10000×0.2 + 500×20 = 26 000 micro-dollars; reasoning is inside output
+    assert cost_usd(usage, OPUS.prices) == pytest.approx(0.026)
     # kimi: 1000×0.95 + 2000×0.95 + 10000×0.16 + 500×4 = 6 450
     assert cost_usd(usage, KIMI.prices) == pytest.approx(0.00645)
-    assert cache_savings_usd(usage, OPUS.prices) == pytest.approx(10_000 * 4.5 / 1e6)
+    assert cache_savings_usd(usage, OPUS.prices) == pytest.approx(10_000 * 3.8 / 1e6)
     assert cost_usd(usage, None) == 0.0
 
 

@@ -124,5 +124,5 @@ def test_a_panel_reports_mean_and_spread_and_survives_one_failed_judge() -> None
     assert all(d.mean == pytest.approx(7.5) and d.spread == 3 for d in evaluation.dimensions)
     assert evaluation.total == pytest.approx(52.5)
     assert any("failed and is not counted" in flag for flag in evaluation.flags)
-    # two judges × (3000 × $5 + 500 × $25) per million
-    assert sum(r.cost_usd for r in runs) == pytest.approx(2 * 0.0275)
+    # two judges × (3000 × $4 + 500 × $20) per million
+    assert sum(r.cost_usd for r in runs) == pytest.approx(2 * 0.022)

@@ -199,3 +199,133 @@ def test_pull_request_needs_an_existing_branch(github: FakeGitHub, tmp_path) -> 
         client(github).get_repo(REPO).create_pull(base="main", head="nope", title="t", body="b", draft=True)
     assert raised.value.status == 422
     github.violations.clear()
+
+
+def pull_with_branch(github: FakeGitHub, tmp_path) -> tuple[Github, int]:
+    """A client and the number of a pull request someone opened on the `fix` branch."""
+    github.add_repo(
+        REPO,
+        installation=INSTALLATION_ID,
+        git_dir=bare_repo_with_branch(tmp_path),
+        collaborators={"maintainer": "maintain"},
+    )
+    return client(github), github.add_pull(REPO, head="fix", title="Fix b")
+
+
+def test_review_comments_threads_and_replies(github: FakeGitHub, tmp_path) -> None:
+    gh, number = pull_with_branch(github, tmp_path)
+    review = github.add_review(
+        REPO,
+        number,
+        "Please look again",
+        author="maintainer",
+        event="REQUEST_CHANGES",
+        comments=[{"path": "app.py", "line": 2, "body": "why 20?"}],
+    )
+    assert review["state"] == "CHANGES_REQUESTED" and review["author_association"] == "COLLABORATOR"
+    [root] = github.review_comments(REPO, number)
+    assert root["pull_request_review_id"] == review["id"] and "in_reply_to_id" not in root
+    assert root["diff_hunk"].startswith("@@ ") and root["diff_hunk"].endswith("+b = 20")
+    pull = gh.get_repo(REPO).get_pull(number)
+    reply = pull.create_review_comment_reply(root["id"], "Because the spec says so.")
+    assert reply.in_reply_to_id == root["id"] and reply.path == "app.py" and reply.line == 2
+    assert reply.user.login == github.bot_login
+    second = github.add_review_comment(REPO, number, "ok", author="maintainer", in_reply_to=root["id"])
+    assert second["in_reply_to_id"] == root["id"]
+    assert [c.body for c in pull.get_review_comments()] == ["why 20?", "Because the spec says so.", "ok"]
+    assert pull.get_review_comment(root["id"]).diff_hunk == root["diff_hunk"]
+    assert github.violations == []
+
+
+def test_review_comments_must_sit_on_the_diff_and_replies_on_a_root(github: FakeGitHub, tmp_path) -> None:
+    gh, number = pull_with_branch(github, tmp_path)
+    with pytest.raises(ValueError):
+        github.add_review_comment(REPO, number, "off", author="maintainer", path="app.py", line=40)
+    root = github.add_review_comment(REPO, number, "hm", author="maintainer", path="test_app.py", line=1)
+    reply = github.add_review_comment(REPO, number, "yes", author="maintainer", in_reply_to=root["id"])
+    pull = gh.get_repo(REPO).get_pull(number)
+    with pytest.raises(GithubException) as raised:
+        pull.create_review_comment_reply(reply["id"], "to a reply")
+    assert raised.value.status == 422
+    github.violations.clear()
+
+
+def test_bot_review_inline_comments_become_review_comments(github: FakeGitHub, tmp_path) -> None:
+    gh, number = pull_with_branch(github, tmp_path)
+    comment = {"path": "app.py", "line": 2, "side": "RIGHT", "body": "why 20?"}
+    created = (
+        gh.get_repo(REPO).get_pull(number).create_review(body="Review", event="COMMENT", comments=[comment])
+    )
+    [stored] = github.reviews(REPO, number)
+    assert stored["comments"] == [comment]
+    [inline] = github.review_comments(REPO, number)
+    assert inline["pull_request_review_id"] == created.id and inline["user"]["type"] == "Bot"
+    assert github.violations == []
+
+
+def test_check_run_lifecycle(github: FakeGitHub, tmp_path) -> None:
+    gh, number = pull_with_branch(github, tmp_path)
+    repo = gh.get_repo(REPO)
+    sha = repo.get_pull(number).head.sha
+    run = repo.create_check_run("Archon run", sha, status="queued", external_id="run-1")
+    run.edit(status="in_progress")
+    run.edit(conclusion="success", output={"title": "Done", "summary": "All green"})
+    [shown] = github.check_runs(REPO, sha)
+    assert (shown["status"], shown["conclusion"], shown["output"]["title"]) == (
+        "completed",
+        "success",
+        "Done",
+    )
+    assert shown["pull_requests"][0]["number"] == number and shown["external_id"] == "run-1"
+    assert github.check_run_statuses(run.id) == ["queued", "in_progress", "completed"]
+    assert repo.get_check_run(run.id).conclusion == "success"
+    again = repo.create_check_run("Archon run", sha, conclusion="failure")
+    from github.CheckRun import CheckRun
+    from github.PaginatedList import PaginatedList
+
+    def listed(**params: str) -> list[int]:
+        url = f"{repo.url}/commits/{sha}/check-runs"
+        return [r.id for r in PaginatedList(CheckRun, repo._requester, url, params, list_item="check_runs")]
+
+    assert listed() == [again.id]  # filter=latest: the newest of each name
+    assert listed(filter="all") == [run.id, again.id]
+    assert listed(check_name="other") == []
+    assert github.violations == []
+
+
+def test_check_runs_are_as_strict_as_github(github: FakeGitHub, tmp_path) -> None:
+    gh, number = pull_with_branch(github, tmp_path)
+    repo = gh.get_repo(REPO)
+    sha = repo.get_pull(number).head.sha
+    for bad in ({"head_sha": "0" * 40}, {"status": "completed"}, {"output": {"summary": "no title"}}):
+        with pytest.raises(GithubException) as raised:
+            repo.create_check_run(**{"name": "Archon run", "head_sha": sha, **bad})
+        assert raised.value.status == 422
+    assert github.check_runs(REPO) == []
+    github.violations.clear()
+
+
+def test_pull_request_head_follows_its_branch(github: FakeGitHub, tmp_path) -> None:
+    import subprocess
+
+    gh, number = pull_with_branch(github, tmp_path)
+    bare = github._repo(REPO).git_dir
+    before = github.pulls(REPO)[0]["head"]["sha"]
+    tree = subprocess.run(
+        ["git", "--git-dir", str(bare), "rev-parse", "fix^{tree}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
+    commit = subprocess.run(
+        ["git", "--git-dir", str(bare), "commit-tree", tree, "-p", before, "-m", "more"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout.strip()
+    subprocess.run(["git", "--git-dir", str(bare), "update-ref", "refs/heads/fix", commit], check=True)
+    assert gh.get_repo(REPO).get_pull(number).head.sha == commit != before

@@ -10,7 +10,7 @@ import pytest
 
 from bot.fakes.anthropic import Drop, FakeAnthropic, HttpError, Reply, ToolCall, Usage
 from bot.providers.anthropic import AnthropicProvider, wire_messages
-from bot.providers.registry import DEFAULT_MODELS
+from bot.providers.registry import DEFAULT_MODELS, ModelSpec
 from bot.providers.types import (
     CallLimits,
     Message,
@@ -26,6 +26,8 @@ from bot.providers.types import ToolCall as Call
 from bot.providers.types import Usage as Tokens
 
 SPEC = DEFAULT_MODELS["sonnet"]
+#: A model of the budget form (Claude 4.5 and older), for the `budget_tokens` arithmetic.
+BUDGET_SPEC = ModelSpec(provider="anthropic", model="claude-sonnet-4-5", max_output_tokens=64_000)
 KEY = "sk-ant-api03-never-print-me"
 EPHEMERAL = {"type": "ephemeral"}
 ASK = Message(role="user", content=(TextBlock(text="Fix the failing test."),))
@@ -48,9 +50,9 @@ def claude(fake: FakeAnthropic) -> Iterator[Claude]:
     """Providers on the fake with test limits (overridable); closed after the test."""
     made: list[AnthropicProvider] = []
 
-    def make(**limits: Any) -> AnthropicProvider:
+    def make(spec: ModelSpec = SPEC, **limits: Any) -> AnthropicProvider:
         settings = CallLimits(**{"stall_timeout_s": 5.0, "max_retries": 2, **limits})
-        made.append(AnthropicProvider(SPEC, api_key=KEY, base_url=fake.base_url, limits=settings))
+        made.append(AnthropicProvider(spec, api_key=KEY, base_url=fake.base_url, limits=settings))
         return made[-1]
 
     yield make
@@ -164,7 +166,7 @@ def test_thinking_budget_is_sent_and_the_signed_block_comes_back_unchanged(
         Reply(thinking="Look first.", signature="sig-1", tool_calls=[ToolCall("read_file", id="toolu_1")]),
         Reply(text="Done."),
     )
-    provider = claude()
+    provider = claude(BUDGET_SPEC)
     thinking = Reasoning(enabled=True, budget_tokens=2048)
 
     first = provider.complete(ask(tools=TOOLS, max_tokens=1024, reasoning=thinking))
@@ -337,3 +339,29 @@ def test_no_sdk_retry_starts_after_the_wall_clock(fake: FakeAnthropic, claude: C
         claude(timeout_s=0.3).complete(ask())
 
     assert (caught.value.kind, caught.value.retries, len(fake.requests)) == ("timeout", 1, 1)
+
+
+def test_a_model_of_adaptive_thinking_only_never_gets_a_budget(fake: FakeAnthropic, claude: Claude) -> None:
+    """Claude 4.7 and the 5 family answer `budget_tokens` with a 400: a workflow's budget becomes
+    adaptive thinking there (the bundled Claude aliases are such models)."""
+    assert SPEC.thinking == "adaptive"
+    fake.script(Reply(text="ok"))
+
+    claude().complete(ask(max_tokens=1024, reasoning=Reasoning(enabled=True, budget_tokens=8000)))
+
+    assert fake.last.body["thinking"] == {"type": "adaptive"} and fake.last.body["max_tokens"] == 1024
+    assert fake.violations == []
+
+
+def test_the_fake_refuses_the_budget_form_where_the_api_does(fake: FakeAnthropic) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(api_key=KEY, base_url=fake.base_url, max_retries=0)
+    fake.script(Reply(text="never sent"))
+    with pytest.raises(anthropic.BadRequestError, match=r"thinking\.type\.enabled"):
+        client.messages.create(
+            model="claude-opus-5-5",
+            max_tokens=4096,
+            thinking={"type": "enabled", "budget_tokens": 2048},
+            messages=[{"role": "user", "content": "hi"}],
+        )

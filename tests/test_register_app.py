@@ -90,10 +90,11 @@ def test_manifest_has_required_permissions_and_events() -> None:
         "issues": "write",
         "pull_requests": "write",
         "contents": "write",
+        "checks": "write",
         "metadata": "read",
     }
     events = manifest["default_events"]
-    assert set(events) == {"issues", "issue_comment"}
+    assert set(events) == {"issues", "issue_comment", "pull_request_review", "pull_request_review_comment"}
     assert "installation" not in events
     assert "installation_repositories" not in events
     json.dumps(manifest)  # must be JSON-serialisable for the form field

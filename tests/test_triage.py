@@ -260,7 +260,7 @@ def test_invalid_repository_config_is_reported(github, redis_conn) -> None:
 def test_models_lists_the_registry(github, redis_conn) -> None:
     command(github, redis_conn, "/archon models", sender="reader")
     reply = only_reply(github)
-    assert "| `opus` | anthropic | `claude-opus-5`" in reply and "`kimi-k2.6`" in reply
+    assert "| `opus` | anthropic | `claude-opus-5-5`" in reply and "`kimi-k2.6`" in reply
     assert "plan=`opus`" in reply
 
 

@@ -38,7 +38,7 @@ def workflow_text(*nodes: dict[str, object], name: str = "t", **top: object) -> 
 def context(**overrides: object) -> dict[str, object]:
     base = {
         "issue": {"number": 7, "title": "Crash on empty input", "body": "", "url": "https://x/7"},
-        "repo": {"full_name": "octo/demo", "default_branch": "main"},
+        "repo": {"full_name": "octo/demo", "default_branch": "main", "conventions": ""},
         "run": {"id": "r1", "branch": "archon/7", "pairing": "plan-opus impl-kimi"},
         "inputs": {},
         "feedback": "",
@@ -93,7 +93,7 @@ def test_repo_files_override_a_bundled_workflow_and_add_new_ones() -> None:
         ".archon/workflows/README.md": "not a workflow",
     }
     workflows = load_workflows(files)
-    assert set(workflows) == {"fix-issue", "docs"}
+    assert set(workflows) == {"fix-issue", "revise", "docs"}
     assert [n.id for n in workflows["fix-issue"].nodes] == ["only"]
     assert workflows["fix-issue"].source == ".archon/workflows/fix-issue.yml"
 

@@ -162,6 +162,20 @@ def test_prepare_from_an_explicit_base(
         prepare(workspace, "r3", "b3", base="no-such-branch")
 
 
+def test_prepare_without_fetching_starts_from_the_snapshot_the_run_read(
+    prepare: Prepare, workspace: Workspace, remote: Path, tmp_path: Path
+) -> None:
+    workspace.sync("owner/repo", token=None)
+    files = workspace.snapshot("owner/repo")
+    assert files.read_file("README.md") == "hello\n"
+    remote_commit(remote, tmp_path, "README.md", "changed after the run read its files\n")
+    worktree = prepare(workspace, "r1", "b1", base=files.commit, fetch=False)
+    assert worktree.base_sha == files.commit and (worktree.path / "README.md").read_text() == "hello\n"
+    (workspace.mirror_path("owner/repo") / "config").write_text("[core]\n\tfsmonitor = touch /tmp/pwned\n")
+    with pytest.raises(WorkspaceError, match=r"core\.fsmonitor"):
+        prepare(workspace, "r2", "b2", base=files.commit, fetch=False)  # no fetch, still checked
+
+
 def test_concurrent_prepares_of_one_repository(prepare: Prepare, workspace: Workspace) -> None:
     def one(index: int) -> Worktree:
         return prepare(workspace, f"r{index}", f"archon/r{index}")

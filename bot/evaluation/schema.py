@@ -9,6 +9,10 @@ Evidence is either a place in the change, `path:LINE` or `path:START-END` (a rep
 without spaces or colons; lines counted from 1, START ≤ END), or a whole source: `plan`, `issue` or
 `validation` (the validation output).
 
+An inline comment may carry a `suggestion`, the replacement for its lines; `bot.evaluation.review`
+decides whether it can be offered as a GitHub suggested change (the lines in one diff hunk, a valid
+replacement), so a doubtful suggestion costs the judge nothing but the suggestion.
+
 `combine` turns a panel of submissions (one judge or more) into an `Evaluation`: the mean and spread of
 each dimension, and warnings where judges disagree or the measured signals contradict the scores. `failed`
 records an evaluation without scores.
@@ -42,6 +46,8 @@ EVIDENCE_PATTERN = r"^(?:plan|issue|validation|[^\s:/][^\s:]*:[1-9][0-9]*(?:-[1-
 RATIONALE_MAX = 800
 SPREAD_WARNING = 4
 """Judges whose scores for one dimension differ by this much or more are flagged."""
+SUGGESTION_MAX_LINES = 40
+"""The longest replacement (and line range) a suggested change may have; longer ones are not offered."""
 
 _EVIDENCE = re.compile(EVIDENCE_PATTERN)
 _DIMENSIONS = frozenset(d.value for d in Dimension)
@@ -87,17 +93,44 @@ class DimensionScore(_Model):
 
 
 class InlineComment(_Model):
-    """A review comment on one line of the new version of a file."""
+    """A review comment on a line (or a range of lines) of the new version of a file, optionally with a
+    replacement for those lines that the author can apply with one click."""
 
     path: Text = Field(description="The file's path in the repository, as the diff names it.")
-    line: int = Field(ge=1, description="A line of the new file that the diff shows (added or context).")
-    body: Text = Field(description="The comment, in markdown.")
+    line: int = Field(
+        ge=1,
+        description="A line of the new file the diff shows (added or context); for a range, its last line.",
+    )
+    start_line: int | None = Field(
+        None,
+        ge=1,
+        description="For a comment on several lines: the range's first line (≤ line), in the same diff hunk.",
+    )
+    body: Text = Field(description="The comment, in markdown. Do not put the replacement code here.")
+    suggestion: str | None = Field(
+        None,
+        description=(
+            "Optional: the exact new text for lines start_line..line (or just `line`), whole lines with "
+            "their indentation, without a code fence, at most "
+            f"{SUGGESTION_MAX_LINES} lines. It becomes a suggested change the author can apply, but only "
+            "when every line of the range is an added or context line of one diff hunk and the text "
+            "differs from those lines; otherwise the comment is posted without it. Leave it out when you "
+            "have no concrete replacement."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> InlineComment:
+        if self.start_line is not None and self.start_line > self.line:
+            raise ValueError(f"start_line ({self.start_line}) must not be after line ({self.line})")
+        return self
 
 
 class SubmitEvaluation(_Model):
     """Submit your evaluation of the change: exactly one score per rubric dimension, each with a short
-    rationale and evidence, then a summary, and optionally comments on lines the diff shows. Call it once,
-    when you can score every dimension."""
+    rationale and evidence, then a summary, and optionally comments on lines the diff shows — a comment
+    may carry a `suggestion`, the replacement text for its lines, when you have a concrete fix. Call it
+    once, when you can score every dimension."""
 
     scores: list[DimensionScore] = Field(description="One entry for each dimension the rubric lists.")
     summary: Text = Field(description="The overall verdict for the reviewer, in a short paragraph.")

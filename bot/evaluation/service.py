@@ -57,10 +57,12 @@ def judge_change(
     evidence: Evidence | None = None,
     repo_files: Collection[str] | None = None,
     guard: RunGuard | None = None,
+    conventions: str = "",
 ) -> Verdict:
     """`evidence`: what validation measured (the merge base and the change, the fix proof); the review
     shows it and the judge reads its real output. `guard`: the run's cost cap and the installation's daily
-    spend, checked before each judge's call and charged after it (the judges do not use the agent loop)."""
+    spend, checked before each judge's call and charged after it (the judges do not use the agent loop).
+    `conventions`: the repository's guidance for contributors, fenced (`bot.conventions`); "" for none."""
     judges = [(alias, guarded(slot, guard)) for alias, slot in judges]
     signals = measure(diff, plan, before, after, evidence)
     if evidence is not None:
@@ -73,6 +75,7 @@ def judge_change(
         validation=validation_output,
         signals=signals,
         repo_files=frozenset(repo_files) if repo_files is not None else None,
+        conventions=conventions,
     )
     evaluation, runs = evaluate(judges, case)
     anchored, leftover = anchor(evaluation.comments, diff)

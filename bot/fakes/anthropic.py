@@ -15,7 +15,9 @@ The contract checks and their messages follow what the API answers, as quoted in
 tool_result pairing (anthropics/claude-code#13460, #7929), "A maximum of 4 blocks with cache_control may
 be provided. Found 5." (continuedev/continue#6937), thinking `budget_tokens` ≥ 1024 and < `max_tokens`
 (themaximalist/llm.js#30; the SDK's `ThinkingConfigEnabledParam` docstring), `max_tokens` must exceed
-the budget unless interleaved thinking is on (Anthropic's extended-thinking docs). Strict role
+the budget unless interleaved thinking is on (Anthropic's extended-thinking docs), and the budget form
+refused on the models that take adaptive thinking only (Claude 4.7 and the 5 family; Amazon Bedrock's
+"Adaptive thinking" page quotes the 400). Strict role
 alternation is stricter than today's API, which merges consecutive same-role turns: an adapter that
 passes here is valid everywhere.
 """
@@ -23,6 +25,7 @@ passes here is valid everywhere.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from bot.fakes._http import (
@@ -322,11 +325,21 @@ def _check_cache(request: RecordedRequest) -> HttpError | None:
     return None
 
 
+#: Models that take adaptive thinking only (Claude 4.7, the 5 family): the budget form is refused.
+ADAPTIVE_ONLY = re.compile(r"^claude-(?:[a-z]+-(?:4-7|[5-9])|(?:mythos|fable)-)")
+ADAPTIVE_ONLY_MESSAGE = (
+    '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" and '
+    '"output_config.effort" to control thinking behavior.'
+)
+
+
 def _check_thinking(request: RecordedRequest) -> HttpError | None:
     body = request.body
     thinking = body.get("thinking") or {}
     if thinking.get("type") != "enabled":
         return None
+    if ADAPTIVE_ONLY.match(str(body.get("model", ""))):
+        return _invalid(ADAPTIVE_ONLY_MESSAGE)
     budget = thinking.get("budget_tokens")
     if not isinstance(budget, int) or budget < MIN_THINKING_BUDGET:
         return _invalid(

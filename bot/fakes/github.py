@@ -6,7 +6,8 @@ its `base_url`. The fake
 
 - checks App authentication for real: the JWT is verified with the App's public key (RS256, `iss`,
   lifetime at most ten minutes) and installation tokens only open their installation's repositories;
-- keeps state (repositories, issues, comments, reactions, labels, files, collaborators);
+- keeps state (repositories, issues, comments, reactions, labels, files, collaborators, pull requests,
+  reviews, review comments and check runs);
 - records every call (`calls`) and, given GitHub's OpenAPI description, validates each request and its
   own answer against it, collecting `violations` (an undocumented operation is one too);
 - can be told to fail (`fail_next`) before performing a call or after it (a lost answer), with the
@@ -35,6 +36,7 @@ from werkzeug.wrappers import Request, Response
 
 from bot.fakes import github_objects as obj
 from bot.fakes import github_pulls as gp
+from bot.fakes.github_checks import CHECK_ROUTES, CheckOperations
 from bot.fakes.github_ops import ROUTES, Operations
 from bot.fakes.github_state import (
     INJECTED,
@@ -48,11 +50,12 @@ from bot.fakes.github_state import (
     _json_body,
     _rate_headers,
 )
+from bot.fakes.github_threads import THREAD_ROUTES, ThreadOperations
 
 MAX_JWT_LIFETIME = 600  # GitHub refuses App JWTs that live longer than ten minutes.
 
 
-class FakeGitHub(Operations):
+class FakeGitHub(Operations, ThreadOperations, CheckOperations):
     """Start with `with FakeGitHub(app_id, public_key_pem) as gh:`; point PyGithub at `gh.api_url`."""
 
     def __init__(
@@ -78,12 +81,14 @@ class FakeGitHub(Operations):
         self._installations: dict[int, str] = {}  # id → account login
         self._tokens: dict[str, tuple[int, float]] = {}  # token → (installation, expiry)
         self._comments: dict[int, dict[str, Any]] = {}  # id → {repo, issue, body, author, ...}
+        self._review_comments: dict[int, dict[str, Any]] = {}  # id → {repo, number, path, line, ...}
+        self._check_runs: dict[int, dict[str, Any]] = {}  # id → {repo, name, head_sha, status, ...}
         self._manifest_codes: dict[str, dict[str, Any]] = {}
         self._failures: list[_Failure] = []
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.urls = obj.Urls("http://127.0.0.1", "http://127.0.0.1")
-        routes = (*ROUTES, *gp.PULL_ROUTES)
+        routes = (*ROUTES, *gp.PULL_ROUTES, *THREAD_ROUTES, *CHECK_ROUTES)
         self._routes = Map([Rule(self.prefix + path, endpoint=name, methods=[m]) for m, path, name in routes])
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -128,6 +133,8 @@ class FakeGitHub(Operations):
                 self._installations,
                 self._tokens,
                 self._comments,
+                self._review_comments,
+                self._check_runs,
                 self._manifest_codes,
             ):
                 store.clear()
@@ -167,6 +174,8 @@ class FakeGitHub(Operations):
             )
             for path, text in (files or {}).items():
                 repo.files[path] = text.encode() if isinstance(text, str) else text
+            if git_dir is not None and repo.files:
+                gp.commit_files(git_dir, default_branch, repo.files)
             for login, role in (collaborators or {}).items():
                 self.set_collaborator(full_name, login, role)
                 repo.collaborators[login] = role
@@ -602,7 +611,22 @@ def _load_openapi(path: Path, server: str) -> Any:
 
     spec = json.loads(path.read_text())
     spec["servers"] = [{"url": server}]
+    _allow_null_in_nullable_enums(spec)
     return OpenAPI.from_dict(spec)
+
+
+def _allow_null_in_nullable_enums(node: Any) -> None:
+    """OpenAPI 3.0.3: `nullable` does not widen an `enum`, so null must be listed. GitHub's description
+    leaves it out (a completed check run's `conclusion` is required, nullable and an enum), while GitHub
+    sends null there; listing it keeps the validator strict about every other value."""
+    if isinstance(node, dict):
+        if node.get("nullable") is True and isinstance(node.get("enum"), list) and None not in node["enum"]:
+            node["enum"].append(None)
+        for value in node.values():
+            _allow_null_in_nullable_enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            _allow_null_in_nullable_enums(value)
 
 
 def _explain(error: Exception) -> str:

@@ -71,8 +71,20 @@ def app(urls: Urls, app_id: int, slug: str, owner: dict[str, Any]) -> dict[str, 
         "html_url": f"{urls.web}/apps/{slug}",
         "created_at": stamp,
         "updated_at": stamp,
-        "permissions": {"issues": "write", "pull_requests": "write", "contents": "write", "metadata": "read"},
-        "events": ["issues", "issue_comment", "pull_request", "pull_request_review"],
+        "permissions": {
+            "issues": "write",
+            "pull_requests": "write",
+            "contents": "write",
+            "checks": "write",
+            "metadata": "read",
+        },
+        "events": [
+            "issues",
+            "issue_comment",
+            "pull_request",
+            "pull_request_review",
+            "pull_request_review_comment",
+        ],
     }
 
 

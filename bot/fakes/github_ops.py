@@ -268,6 +268,7 @@ class Operations:
 
     def _pull_body(self, repo: Repo, pull: gp.Pull) -> dict[str, Any]:
         assert repo.git_dir is not None
+        self._follow_head(repo, pull)
         kind = "Bot" if pull.author == self.bot_login else "User"
         return gp.pull_body(
             self.urls,
@@ -279,9 +280,15 @@ class Operations:
         )
 
     def _pull(self, repo: Repo, number: int) -> gp.Pull:
+        """The pull request, its head following its branch (pushes after it was opened move it)."""
         if number not in repo.pulls:
             raise GitHubError(404, "Not Found")
-        return repo.pulls[number]
+        return self._follow_head(repo, repo.pulls[number])
+
+    def _follow_head(self, repo: Repo, pull: gp.Pull) -> gp.Pull:
+        if pull.state == "open" and repo.git_dir is not None:
+            pull.head_sha = gp.branch_sha(repo.git_dir, pull.head) or pull.head_sha
+        return pull
 
     def _op_list_pulls(self, request: Request, call: Call, body: Any, owner: str, repo: str) -> tuple:
         found = self._need_repo(call, owner, repo)
@@ -360,21 +367,8 @@ class Operations:
         text = body.get("body") or ""
         if event != "APPROVE" and not text:
             raise GitHubError(422, "Unprocessable Entity", errors=["Body is required for this event"])
-        assert found.git_dir is not None
         comments = body.get("comments") or []
-        if problems := gp.unanchored(gp.pull_diff(found.git_dir, pull), comments):
-            raise GitHubError(422, "Unprocessable Entity", errors=problems)
-        review = gp.review_body(
-            self.urls,
-            found.full_name,
-            pull,
-            next(self._ids),
-            self._user(self.bot_login, kind="Bot"),
-            text,
-            event,
-        )
-        pull.reviews.append({**review, "comments": comments})
-        return 200, review, {}
+        return 200, self._submit_review(found, pull, text, event, self.bot_login, comments), {}
 
 
 ROUTES: tuple[tuple[str, str, str], ...] = (

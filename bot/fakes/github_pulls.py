@@ -50,6 +50,36 @@ def git(git_dir: Path, *args: str) -> str:
     return done.stdout
 
 
+def commit_files(git_dir: Path, branch: str, files: dict[str, bytes]) -> None:
+    """Put `files` on `branch` of the bare repository in one commit, so a clone (or the bot's mirror) sees
+    what the contents API serves, as on GitHub. Nothing is committed when they are already there."""
+    parent = branch_sha(git_dir, branch)
+    if parent is None:
+        return
+    index = git_dir / "fake-github.index"
+    who = {f"GIT_{role}_{part}": value for role in ("AUTHOR", "COMMITTER")
+           for part, value in (("NAME", "fake"), ("EMAIL", "fake@example.com"))}  # fmt: skip
+    env = {"GIT_INDEX_FILE": str(index), "PATH": "/usr/bin:/bin", **who}
+
+    def run(*args: str, data: bytes | None = None) -> str:
+        done = subprocess.run(
+            ["git", "--git-dir", str(git_dir), *args], input=data, env=env, capture_output=True, check=True
+        )
+        return done.stdout.decode().strip()
+
+    try:
+        run("read-tree", parent)
+        for path, content in files.items():
+            sha = run("hash-object", "-w", "--stdin", data=content)
+            run("update-index", "--add", "--cacheinfo", f"100644,{sha},{path}")
+        tree = run("write-tree")
+        if tree != run("rev-parse", f"{parent}^{{tree}}"):
+            commit = run("commit-tree", tree, "-p", parent, "-m", "Files added through the fake GitHub")
+            run("update-ref", f"refs/heads/{branch}", commit, parent)
+    finally:
+        index.unlink(missing_ok=True)
+
+
 def branch_sha(git_dir: Path, branch: str) -> str | None:
     try:
         return git(git_dir, "rev-parse", "--verify", f"refs/heads/{branch}").strip()

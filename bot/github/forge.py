@@ -7,7 +7,8 @@ Every write is retried here (tenacity) on 5xx, lost connections and secondary ra
 total budget (`RetryPolicy`). The transport (`bot.github.auth`) already retries idempotent calls a few
 times; a POST it never repeats, because a POST whose answer was lost may have been performed. The
 forge retries the whole operation instead, and each operation looks before it creates (a comment,
-a pull request or a review by its marker), so a retried create finds what the lost answer made.
+a pull request or a review by its marker, a check run by its name, head sha and external id), so a
+retried create finds what the lost answer made.
 
 Being the one writer, it is where redaction (`bot.secrets`) is certain to happen: every comment, pull
 request title and body, review body and inline comment is redacted before it is sent, whoever wrote it.
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 import requests
 import tenacity
 from github import Github, GithubException, RateLimitExceededException, UnknownObjectException
+from github.CheckRun import CheckRun
 from github.IssueComment import IssueComment
 
 from bot.github.markers import has_marker, with_marker
@@ -126,6 +128,20 @@ def retried(method: Callable[..., T]) -> Callable[..., T]:
         return self.policy.retrying(method.__name__)(method, self, *args, **kwargs)
 
     return wrapper
+
+
+@dataclass(frozen=True)
+class CheckRunSpec:
+    """A check run as the bot wants it to be; (name, head_sha, external_id) identifies it."""
+
+    name: str
+    head_sha: str
+    external_id: str
+    status: str  # queued, in_progress or completed
+    conclusion: str | None = None  # with `completed`: success, failure, neutral, cancelled, …
+    title: str = ""
+    summary: str = ""
+    details_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +270,53 @@ class RepoForge:
         text = body if has_marker(body, REVIEW_KIND, key) else with_marker(body, REVIEW_KIND, key)
         inline = [{**c, "body": self._redact(str(c["body"]))} if "body" in c else c for c in comments]
         return pull.create_review(body=text, event="COMMENT", comments=inline).id
+
+    def pull_head(self, number: int) -> str:
+        """The sha a pull request's head is at now (check runs go on it)."""
+        return self.repo.get_pull(number).head.sha
+
+    # --- check runs -------------------------------------------------------------------------------
+
+    def find_check_run(self, name: str, head_sha: str, external_id: str) -> CheckRun | None:
+        """This bot's check run with this name and external id on this commit, if there is one."""
+        for run in self.repo.get_commit(head_sha).get_check_runs(check_name=name, filter="all"):
+            if run.external_id == external_id:
+                return run
+        return None
+
+    @retried
+    def create_check_run(self, check: CheckRunSpec) -> int:
+        """Create the check run, or bring the one a previous attempt made (same name, head sha and
+        external id) to this state: a retried job or a lost answer never makes a second one."""
+        return self._put_check_run(check)
+
+    def _put_check_run(self, check: CheckRunSpec) -> int:
+        existing = self.find_check_run(check.name, check.head_sha, check.external_id)
+        if existing is not None:
+            existing.edit(**self._check_fields(check))
+            return existing.id
+        return self.repo.create_check_run(
+            name=check.name, head_sha=check.head_sha, **self._check_fields(check)
+        ).id
+
+    @retried
+    def update_check_run(self, check_run_id: int, check: CheckRunSpec) -> int:
+        """Bring a known check run to this state; if it is gone, create it rather than lose the update."""
+        try:
+            self.repo.get_check_run(check_run_id).edit(**self._check_fields(check))
+            return check_run_id
+        except UnknownObjectException:
+            return self._put_check_run(check)
+
+    def _check_fields(self, check: CheckRunSpec) -> dict[str, Any]:
+        fields: dict[str, Any] = {"external_id": check.external_id, "status": check.status}
+        if check.conclusion is not None:
+            fields["conclusion"] = check.conclusion
+        if check.title:
+            fields["output"] = {"title": self._redact(check.title), "summary": self._redact(check.summary)}
+        if check.details_url:
+            fields["details_url"] = check.details_url
+        return fields
 
     # --- repository content and labels --------------------------------------------------------
 

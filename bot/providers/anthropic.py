@@ -77,7 +77,8 @@ class AnthropicProvider:
     Thinking: a `budget_tokens` becomes `{"type": "enabled", ...}`, and when the request's `max_tokens`
     does not exceed the budget, `max_tokens` grows to budget + the request's `max_tokens` (the answer
     keeps its room), capped at `spec.max_output_tokens`, the budget shrinking below the cap if it must.
-    Thinking without a budget is `{"type": "adaptive"}`; no thinking sends no `thinking` parameter.
+    Thinking without a budget, or on a model that only takes adaptive thinking (`ModelSpec.thinking`), is
+    `{"type": "adaptive"}`; no thinking sends no `thinking` parameter.
     """
 
     name = "anthropic"
@@ -101,7 +102,7 @@ class AnthropicProvider:
         )
 
     def complete(self, request: ModelRequest) -> ModelResponse:
-        params = wire_params(self.model, request, self._spec.max_output_tokens)
+        params = wire_params(self.model, request, self._spec.max_output_tokens, self._spec.thinking)
         call = _Call(self._limits)
         while True:
             try:
@@ -145,9 +146,15 @@ class AnthropicProvider:
 # --- the request --------------------------------------------------------------------------------------
 
 
-def wire_params(model: str, request: ModelRequest, output_cap: int) -> dict[str, Any]:
-    """The `messages.create` arguments for `request`, cache breakpoints included (`stream` excepted)."""
-    max_tokens, thinking = _thinking(request.reasoning, min(request.max_tokens, output_cap), output_cap)
+def wire_params(
+    model: str, request: ModelRequest, output_cap: int, thinking_form: str = "budget"
+) -> dict[str, Any]:
+    """The `messages.create` arguments for `request`, cache breakpoints included (`stream` excepted).
+    `thinking_form` is the model's (`ModelSpec.thinking`): an `adaptive`-only model never gets a budget."""
+    reasoning = request.reasoning
+    if thinking_form == "adaptive" and reasoning.budget_tokens is not None:
+        reasoning = reasoning.model_copy(update={"budget_tokens": None})  # the model decides how much
+    max_tokens, thinking = _thinking(reasoning, min(request.max_tokens, output_cap), output_cap)
     params: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": wire_messages(request)}
     if request.system:
         params["system"] = [{"type": "text", "text": request.system, "cache_control": EPHEMERAL}]

@@ -1,18 +1,25 @@
 """Model aliases: the short names people type (`opus`, `kimi`) mapped to a provider and a model id.
 
-Three layers, later ones winning: the bundled defaults, the deployment's `ARCHON_MODELS_FILE`, and a
-repository's `.github/archon.yml` (`models:`). Resolution is pure; loading files is the caller's job.
+Three layers, later ones winning: the bundled aliases (`models.yml` next to this module: data, each price
+with the date it was read and the page it came from), the deployment's `ARCHON_MODELS_FILE`, and a
+repository's `.github/archon.yml` (`models:`). All three go through `ModelSpec`. Resolution is pure;
+reading the deployment's and the repository's files is the caller's job.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import date
 from enum import StrEnum
+from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ALIAS_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
 
@@ -27,17 +34,38 @@ class Provider(StrEnum):
     SCRIPTED = "scripted"
 
 
-class Prices(BaseModel):
+class Rates(BaseModel):
     """USD per million tokens, as the provider bills them. Thinking/reasoning tokens bill as output."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     input: float = Field(ge=0, description="Uncached input tokens.")
-    cache_write: float = Field(ge=0, description="Tokens written to the prompt cache (5-minute cache).")
+    cache_write: float = Field(ge=0, description="Tokens written to the prompt cache (shortest cache).")
     cache_read: float = Field(ge=0, description="Input tokens read from the prompt cache.")
     output: float = Field(ge=0, description="Output tokens, thinking included.")
-    as_of: str = Field("", description="Date the prices were checked (YYYY-MM-DD).")
-    source: str = Field("", description="Where they were read.")
+
+
+class LongPromptRates(Rates):
+    """Rates for a whole call whose prompt is longer than `above_tokens` (Haiku 5.5 above 100k, GPT-6.x
+    above 272k): the provider bills every token of that call, output included, at these rates."""
+
+    above_tokens: int = Field(
+        gt=0, description="Prompt tokens (input + cache read + cache write) past which."
+    )
+
+
+class Prices(Rates):
+    """What a model costs, and when and where that was read, so a stale figure can be seen as stale."""
+
+    as_of: str = Field("", pattern=r"^(\d{4}-\d{2}-\d{2})?$", description="Date the prices were read.")
+    source: str = Field("", description="The page they were read from.")
+    long_prompt: LongPromptRates | None = Field(None, description="Rates for calls with a long prompt.")
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _iso_date(cls, value: object) -> object:
+        """YAML reads an unquoted 2026-12-02 as a date; keep it as the text people wrote."""
+        return value.isoformat() if isinstance(value, date) else value
 
 
 class ModelSpec(BaseModel):
@@ -51,75 +79,31 @@ class ModelSpec(BaseModel):
     context_window: int = Field(200_000, gt=0, description="Tokens the model accepts, prompt and output.")
     max_output_tokens: int = Field(16_000, gt=0, description="Default output cap per call.")
     prices: Prices | None = Field(None, description="Per-million-token prices; None: cost unknown (0).")
+    thinking: Literal["budget", "adaptive"] = Field(
+        "budget",
+        description="How the model takes extended thinking (Anthropic): `budget` (`enabled` with "
+        "`budget_tokens`, Claude 4.5 and older) or `adaptive` only (Claude 4.7 and the 5 family answer "
+        "a budget with a 400).",
+    )
 
 
-_ANTHROPIC_PRICES = "https://platform.claude.com/docs/en/about-claude/pricing"
-_MOONSHOT_PRICES = "https://platform.moonshot.ai/docs/pricing/chat (K2.6: $0.16 hit / $0.95 miss / $4.00 out)"
-_OPENAI_PRICES = "https://openai.com/api/pricing"
+BUNDLED_MODELS = "models.yml"
 
-DEFAULT_MODELS: Mapping[str, ModelSpec] = {
-    "opus": ModelSpec(
-        provider=Provider.ANTHROPIC,
-        model="claude-opus-5",
-        description="strongest planner",
-        context_window=200_000,
-        max_output_tokens=32_000,
-        prices=Prices(
-            input=5, cache_write=6.25, cache_read=0.5, output=25, as_of="2026-11-27", source=_ANTHROPIC_PRICES
-        ),
-    ),
-    "sonnet": ModelSpec(
-        provider=Provider.ANTHROPIC,
-        model="claude-sonnet-5",
-        description="balanced",
-        context_window=200_000,
-        max_output_tokens=32_000,
-        prices=Prices(
-            input=2, cache_write=2.5, cache_read=0.2, output=10, as_of="2026-11-27", source=_ANTHROPIC_PRICES
-        ),
-    ),
-    "haiku": ModelSpec(
-        provider=Provider.ANTHROPIC,
-        model="claude-haiku-4-5",
-        description="fast explorer",
-        context_window=200_000,
-        max_output_tokens=16_000,
-        prices=Prices(
-            input=1, cache_write=1.25, cache_read=0.1, output=5, as_of="2026-11-27", source=_ANTHROPIC_PRICES
-        ),
-    ),
-    "kimi": ModelSpec(
-        provider=Provider.MOONSHOT,
-        model="kimi-k2.6",
-        description="low-cost implementer",
-        context_window=262_144,
-        max_output_tokens=32_000,
-        # Moonshot caches prefixes automatically and bills no cache-write surcharge.
-        prices=Prices(
-            input=0.95,
-            cache_write=0.95,
-            cache_read=0.16,
-            output=4,
-            as_of="2026-11-27",
-            source=_MOONSHOT_PRICES,
-        ),
-    ),
-    "gpt": ModelSpec(
-        provider=Provider.OPENAI,
-        model="gpt-5",
-        description="OpenAI flagship",
-        context_window=400_000,
-        max_output_tokens=32_000,
-        prices=Prices(
-            input=1.25,
-            cache_write=1.25,
-            cache_read=0.125,
-            output=10,
-            as_of="2026-11-27",
-            source=_OPENAI_PRICES,
-        ),
-    ),
-}
+
+class _BundledModels(Mapping[str, ModelSpec]):
+    """The bundled aliases (`bot/providers/models.yml`), read on first use rather than at import."""
+
+    def __getitem__(self, alias: str) -> ModelSpec:
+        return bundled_models()[alias]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(bundled_models())
+
+    def __len__(self) -> int:
+        return len(bundled_models())
+
+
+DEFAULT_MODELS: Mapping[str, ModelSpec] = _BundledModels()
 
 
 UNPRICED = (
@@ -184,11 +168,28 @@ def parse_models(data: object, source: str) -> dict[str, ModelSpec]:
     return models
 
 
+@functools.cache
+def bundled_models() -> Mapping[str, ModelSpec]:
+    """The aliases shipped with the bot, validated by the same schema as any models file; read-only,
+    since every caller shares the one cached table."""
+    text = resources.files(__package__).joinpath(BUNDLED_MODELS).read_text()
+    return MappingProxyType(parse_models_text(text, f"bot/providers/{BUNDLED_MODELS}"))
+
+
+def parse_models_text(text: str, source: str) -> dict[str, ModelSpec]:
+    """A models file's YAML: `models: {alias: {...}}`, or the bare alias mapping."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise RegistryError(f"{source}: not valid YAML: {error}") from error
+    section = data.get("models", data) if isinstance(data, Mapping) else data
+    return parse_models(section, source)
+
+
 def load_registry(models_file: Path | None) -> ModelRegistry:
-    """The deployment's registry: bundled defaults plus `ARCHON_MODELS_FILE`, if set."""
+    """The deployment's registry: the bundled aliases, then `ARCHON_MODELS_FILE` on top of them — its
+    aliases are added, and one that shares a bundled alias's name replaces that alias whole."""
     registry = ModelRegistry.default()
     if models_file is None:
         return registry
-    data = yaml.safe_load(models_file.read_text()) or {}
-    section = data.get("models", data) if isinstance(data, Mapping) else data
-    return registry.with_overrides(parse_models(section, str(models_file)))
+    return registry.with_overrides(parse_models_text(models_file.read_text(), str(models_file)))

@@ -89,6 +89,8 @@ class RunServices:
     push: bool = True  # `archon-bot run` keeps the branch local and writes the diff to its folder
     #: Exceptions that stop the whole job rather than fail a node (a job timeout from the queue).
     interrupts: tuple[type[BaseException], ...] = ()
+    #: The repository's conventions for contributors, fenced (`bot.conventions`): `repo.conventions`.
+    conventions: str = ""
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,11 @@ class Engine:
                 "body": fence("issue-body", issue.body, author=issue.author) if issue else "",
                 "url": issue.url if issue else "",
             },
-            "repo": {"full_name": record.config.repo, "default_branch": record.default_branch or "main"},
+            "repo": {
+                "full_name": record.config.repo,
+                "default_branch": record.default_branch or "main",
+                "conventions": self.services.conventions,
+            },
             "run": {"id": record.run_id, "branch": record.branch or "", "pairing": record.config.pairing()},
             "inputs": inputs,
             "feedback": fence("feedback", record.feedback),

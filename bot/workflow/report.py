@@ -77,9 +77,24 @@ def pull_request_body(record: RunRecord, review: str, diff: str) -> str:
         f"Models: {models}.",
         "",
         *nodes_table(record),
+        *revisions_table(record),
         "",
         f"{diff.count(chr(10))} lines of diff. Archon Bot opened this draft: review it before merging.",
         "",
         "</details>",
     ]
     return "\n".join(lines)
+
+
+def revisions_table(record: RunRecord) -> list[str]:
+    """A row per revision asked for on the pull request (who, what, cost, commit), after the nodes."""
+    if not record.revisions:
+        return []
+    rows = ["", "| Revision | Asked by | Feedback | Cost | Commit |", "| --- | --- | --- | --- | --- |"]
+    for r in record.revisions:
+        feedback = " ".join(r.feedback.split())[:80].replace("|", "\\|")
+        commit = f"`{r.commit[:7]}`" if r.commit else str(r.state)
+        rows.append(
+            f"| {r.number} ({r.kind}) | @{r.requested_by} | {feedback} | ${r.cost_usd:.4f} | {commit} |"
+        )
+    return rows

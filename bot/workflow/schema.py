@@ -12,7 +12,8 @@ The run context: the names templates (`prompt`, `system`, `command`) and express
 and loading already rejects names that are not in this list.
 
     issue       {number: int, title: str, body: str ("" when empty), url: str}
-    repo        {full_name: str ("owner/name"), default_branch: str}
+    repo        {full_name: str ("owner/name"), default_branch: str, conventions: str (the repository's
+                AGENTS.md / CLAUDE.md / CONTRIBUTING.md / copilot instructions, fenced; "" when none)}
     run         {id: str, branch: str (the run's work branch), pairing: str ("plan-opus impl-kimi")}
     inputs      {name: value}: this node's `inputs`, each the value of the output it names
     feedback    str: the text of `/archon revise <feedback>`; "" when there is none

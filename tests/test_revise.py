@@ -1,0 +1,207 @@
+"""Iterating on the bot's pull request: `/archon revise` (a PR comment, a review, a review thread), the
+opt-in on "changes requested", the refusal on someone else's pull request, and `/archon help` from the
+command table. Triage and run jobs on an in-process RQ worker, the fake GitHub, a bare remote, scripted
+models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bot.commands import COMMANDS, help_text
+from bot.runs import RunState, RunStore
+from tests.support import REPO, example
+from tests.test_triage import bot_comments, command, deliver, run_labelled_issue, work
+
+RUNS = "archon-runs"
+REVISE_SCRIPT = [
+    {"tool_calls": [{"name": "read_file", "arguments": {"path": "textkit/slug.py"}}]},
+    {
+        "tool_calls": [
+            {
+                "name": "edit_file",
+                "arguments": {
+                    "path": "textkit/slug.py",
+                    "old_string": '"""Turn titles into URL slugs."""\n',
+                    "new_string": '"""Turn titles into URL slugs (letters and digits only)."""\n',
+                },
+            }
+        ]
+    },
+    {"text": "Documented in the module docstring that slugs keep letters and digits only."},
+]
+
+
+@pytest.fixture
+def scripts(tmp_path: Path, monkeypatch) -> Path:
+    folder = tmp_path / "revise-scripts"
+    folder.mkdir()
+    (folder / "demo-kimi-revise.jsonl").write_text("\n".join(json.dumps(t) for t in REVISE_SCRIPT) + "\n")
+    monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(folder))
+    return folder
+
+
+def log(remote: Path, branch: str) -> list[str]:
+    out = subprocess.run(
+        ["git", "--git-dir", str(remote), "log", "--format=%H", branch], capture_output=True, text=True
+    )
+    return out.stdout.split()
+
+
+def done_run(redis_conn):
+    record = run_labelled_issue(redis_conn)
+    assert record.state is RunState.DONE, record.error
+    return record
+
+
+def transcript(worker_env, run_id: str) -> str:
+    folder = Path(worker_env["ARCHON_DATA_DIR"]) / "runs" / run_id / "transcripts"
+    return "\n".join(p.read_text() for p in sorted(folder.glob("revise-*.jsonl")))
+
+
+def test_revise_from_a_pr_comment_adds_a_commit_replies_and_reviews_again(
+    github, redis_conn, remote, scripts, worker_env
+) -> None:
+    record = done_run(redis_conn)
+    [pull] = github.pulls(REPO)
+    before = log(remote, record.branch)
+    command(github, redis_conn, "/archon revise Say in the docstring what a slug keeps.", pull_request=True,
+            issue=pull["number"])  # fmt: skip
+    work(redis_conn, RUNS)
+    record = RunStore(redis_conn).load(record.run_id)
+    [revision] = record.revisions
+    assert revision.state is RunState.DONE, revision.summary
+    after = log(remote, record.branch)
+    assert after[1:] == before and revision.commit == after[0]  # one commit on top: no force-push
+    assert len(github.pulls(REPO)) == 1
+    assert len(github.reviews(REPO, pull["number"])) == 2  # a fresh evaluation
+    replies = [c["body"] for c in bot_comments(github, pull["number"]) if "revision 1" in c["body"]]
+    assert any("Documented in the module docstring" in r for r in replies)
+    assert "Say in the docstring what a slug keeps." in transcript(worker_env, record.run_id)
+    # `/archon status` on the pull request lists the revision
+    command(github, redis_conn, "/archon status", pull_request=True, issue=pull["number"])
+    assert any("| 1 | revise | @maintainer |" in c["body"] for c in bot_comments(github, pull["number"]))
+
+
+def test_the_same_delivery_twice_revises_once(github, redis_conn, remote, scripts) -> None:
+    record = done_run(redis_conn)
+    [pull] = github.pulls(REPO)
+    from tests.support import commented
+
+    payload = commented("/archon revise once only", pull_request=True)
+    payload["issue"]["number"] = pull["number"]
+    github.add_comment(REPO, pull["number"], "/archon revise once only", author="maintainer",
+                       comment_id=payload["comment"]["id"])  # fmt: skip
+    delivery = str(uuid.uuid4())
+    deliver(redis_conn, "issue_comment", payload, delivery)
+    from bot.events import route
+    from bot.queue import JobQueue
+    from tests.support import APP_ID
+
+    assert (
+        JobQueue(redis_conn).accept_delivery(delivery, route("issue_comment", payload, delivery, APP_ID))
+        is None
+    )
+    work(redis_conn)
+    work(redis_conn, RUNS)
+    assert len(RunStore(redis_conn).load(record.run_id).revisions) == 1
+
+
+def test_revise_on_a_pull_request_the_bot_did_not_open_is_refused(
+    github, redis_conn, remote, tmp_path
+) -> None:
+    from tests.test_workflow_run import push_human_fix
+
+    push_human_fix(remote, tmp_path)
+    number = github.add_pull(REPO, head="human-fix", title="Fix slugify", author="someone")
+    command(github, redis_conn, "/archon revise make it better", pull_request=True, issue=number)
+    [reply] = [c["body"] for c in bot_comments(github, number)]
+    assert "I can only revise pull requests Archon Bot opened" in reply
+    from rq import Queue
+
+    assert Queue(RUNS, connection=redis_conn).get_jobs() == []
+
+
+def review_payload(number: int, body: str, state: str = "commented") -> dict:
+    payload = example("pull_request_review.submitted")
+    payload["pull_request"]["number"] = number
+    payload["review"].update(body=body, state=state)
+    payload["review"]["user"] = {**payload["review"]["user"], "login": "maintainer"}
+    payload["sender"] = {**payload["sender"], "login": "maintainer"}
+    return payload
+
+
+def test_revise_from_a_review_body(github, redis_conn, remote, scripts) -> None:
+    record = done_run(redis_conn)
+    [pull] = github.pulls(REPO)
+    deliver(redis_conn, "pull_request_review", review_payload(pull["number"], "/archon revise Document it."))
+    work(redis_conn)
+    work(redis_conn, RUNS)
+    [revision] = RunStore(redis_conn).load(record.run_id).revisions
+    assert revision.via == "review" and revision.state is RunState.DONE
+
+
+def test_changes_requested_without_the_opt_in_revises_nothing(github, redis_conn, remote, scripts) -> None:
+    record = done_run(redis_conn)
+    [pull] = github.pulls(REPO)
+    payload = review_payload(pull["number"], "Please document the rule.", state="changes_requested")
+    deliver(redis_conn, "pull_request_review", payload)
+    work(redis_conn)
+    assert RunStore(redis_conn).load(record.run_id).revisions == []
+    assert github.reactions(REPO, pull["number"]) == []
+
+
+def test_changes_requested_revises_where_opted_in(github, redis_conn, remote, scripts) -> None:
+    from bot.sample_repo import FILES, ISSUE_BODY, ISSUE_TITLE
+    from tests.support import INSTALLATION_ID
+
+    config = FILES[".github/archon.yml"] + "\niterate: on_changes_requested\n"
+    github.add_repo(REPO, installation=INSTALLATION_ID, collaborators={"maintainer": "maintain"},
+                    files={".github/archon.yml": config}, git_dir=remote)  # fmt: skip
+    github.add_issue(REPO, 1, title=ISSUE_TITLE, body=ISSUE_BODY, author="Codertocat")
+    record = done_run(redis_conn)
+    [pull] = github.pulls(REPO)
+    payload = review_payload(pull["number"], "Please document the rule.", state="changes_requested")
+    deliver(redis_conn, "pull_request_review", payload)
+    work(redis_conn)
+    work(redis_conn, RUNS)
+    [revision] = RunStore(redis_conn).load(record.run_id).revisions
+    assert revision.feedback == "Please document the rule." and revision.state is RunState.DONE
+
+
+def test_revise_from_a_review_thread_carries_the_thread(
+    github, redis_conn, remote, scripts, worker_env
+) -> None:
+    record = done_run(redis_conn)
+    [pull] = github.pulls(REPO)
+    first = github.add_review_comment(REPO, pull["number"], "Why only letters?", author="maintainer",
+                                      path="textkit/slug.py", line=8)  # fmt: skip
+    asking = github.add_review_comment(REPO, pull["number"], "/archon revise Say so in the docstring.",
+                                       author="maintainer", in_reply_to=first["id"])  # fmt: skip
+    payload = example("pull_request_review_comment.created")
+    payload["pull_request"]["number"] = pull["number"]
+    payload["comment"] = {**payload["comment"], **asking}
+    payload["sender"] = {**payload["sender"], "login": "maintainer"}
+    deliver(redis_conn, "pull_request_review_comment", payload)
+    work(redis_conn)
+    work(redis_conn, RUNS)
+    [revision] = RunStore(redis_conn).load(record.run_id).revisions
+    assert revision.via == "thread" and revision.state is RunState.DONE, revision.summary
+    assert (
+        revision.thread.path == "textkit/slug.py"
+        and "@maintainer: Why only letters?" in revision.thread.earlier
+    )
+    prompt = transcript(worker_env, record.run_id)  # the thread reaches the implementer
+    assert "Why only letters?" in prompt and "textkit/slug.py" in prompt and "@@ " in prompt
+    replies = [c for c in github.review_comments(REPO, pull["number"]) if "revision 1" in c["body"]]
+    assert replies and replies[0]["in_reply_to_id"] == first["id"]
+
+
+def test_help_comes_from_the_command_table() -> None:
+    text = help_text()
+    for info in COMMANDS.values():
+        assert f"`{info.usage}` | {info.where} |" in text
