@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.payloads import (
-    Comment,
+    Authored,
     Delivery,
     InstallationCreated,
     InstallationRepositoriesAdded,
@@ -24,7 +24,6 @@ from bot.payloads import (
     PullDelivery,
     PullRequestReviewCommentCreated,
     PullRequestReviewSubmitted,
-    Review,
 )
 from bot.triggers import (
     Request,
@@ -126,7 +125,23 @@ def _installation_id(delivery: Delivery) -> int | None:
     return delivery.installation.id if delivery.installation else None
 
 
-def _bot_reason(delivery: Delivery, app_id: int | None, comment: Comment | Review | None) -> str | None:
+def _refused(delivery: Delivery, app_id: int | None, comment: Authored | None) -> Ignored | None:
+    """Why a delivery that asks for work is not taken: a bot wrote it, or no installation can act on it."""
+    if reason := _bot_reason(delivery, app_id, comment):
+        return Ignored(reason)
+    if _installation_id(delivery) is None:
+        return Ignored(NO_INSTALLATION)
+    return None
+
+
+def _command_refused(delivery: Delivery, app_id: int | None, comment: Authored, where: str) -> Ignored | None:
+    """A comment-like text (comment, review body, review comment) that is no `/archon` command for us."""
+    if not is_command(comment.body or ""):
+        return Ignored(f"{where} does not start with `/archon`")
+    return _refused(delivery, app_id, comment)
+
+
+def _bot_reason(delivery: Delivery, app_id: int | None, comment: Authored | None) -> str | None:
     """Senders of type Bot (this app included) never trigger work, so the bot cannot loop."""
     if delivery.sender.type == "Bot":
         return "sender is a bot"
@@ -181,10 +196,8 @@ def _issue_labeled(delivery: IssueLabeled, delivery_id: str, app_id: int | None)
     label = delivery.label.name if delivery.label else None
     if not is_archon_label(label):
         return Ignored("label is not an `archon:` label")
-    if reason := _bot_reason(delivery, app_id, None):
-        return Ignored(reason)
-    if _installation_id(delivery) is None:
-        return Ignored(NO_INSTALLATION)
+    if refused := _refused(delivery, app_id, None):
+        return refused
     on_issue = [item.name for item in delivery.issue.labels or []]
     fields = _parsed(lambda: request_from_labels(label, on_issue))
     return [_command_task(delivery, delivery_id, trigger=f"label `{label}`", via="label", **fields)]
@@ -194,16 +207,10 @@ def _comment_created(
     delivery: IssueCommentCreated, delivery_id: str, app_id: int | None
 ) -> list[Task] | Ignored:
     comment = delivery.comment
-    body = comment.body or ""
-    if not is_command(body):
-        return Ignored("comment does not start with `/archon`")
-    if reason := _bot_reason(delivery, app_id, comment):
-        return Ignored(reason)
-    if _installation_id(delivery) is None:
-        return Ignored(NO_INSTALLATION)
-    first_line = body.lstrip().partition("\n")[0].strip()[:200]
-    fields = _parsed(lambda: parse_comment(body))
-    return [_command_task(delivery, delivery_id, comment_id=comment.id, trigger=f"`{first_line}`", **fields)]
+    if refused := _command_refused(delivery, app_id, comment, "comment"):
+        return refused
+    fields = _command_fields(comment.body or "")
+    return [_command_task(delivery, delivery_id, comment_id=comment.id, **fields)]
 
 
 def _pull_task(delivery: PullDelivery, delivery_id: str, **fields: Any) -> CommandTask:
@@ -218,8 +225,10 @@ def _pull_task(delivery: PullDelivery, delivery_id: str, **fields: Any) -> Comma
     )
 
 
-def _first_line(body: str) -> str:
-    return body.lstrip().partition("\n")[0].strip()[:200]
+def _command_fields(body: str) -> dict[str, Any]:
+    """A command's request (or its parse error and usage), and its first line as the run's trigger."""
+    first_line = body.lstrip().partition("\n")[0].strip()[:200]
+    return {"trigger": f"`{first_line}`", **_parsed(lambda: parse_comment(body))}
 
 
 def _review_submitted(
@@ -231,13 +240,10 @@ def _review_submitted(
     requested = review.state.lower() == CHANGES_REQUESTED
     if not is_command(body) and not requested:
         return Ignored("review body does not start with `/archon` and requests no changes")
-    if reason := _bot_reason(delivery, app_id, review):
-        return Ignored(reason)
-    if _installation_id(delivery) is None:
-        return Ignored(NO_INSTALLATION)
+    if refused := _refused(delivery, app_id, review):
+        return refused
     if is_command(body):
-        fields = _parsed(lambda: parse_comment(body))
-        return [_pull_task(delivery, delivery_id, trigger=f"`{_first_line(body)}`", via="review", **fields)]
+        return [_pull_task(delivery, delivery_id, via="review", **_command_fields(body))]
     request = ReviseRequest(feedback=body.strip() or NO_REVIEW_BODY)
     return [
         _pull_task(
@@ -256,13 +262,8 @@ def _review_comment_created(
 ) -> list[Task] | Ignored:
     """A command in a review-comment thread: the thread's place in the diff travels with it."""
     comment = delivery.comment
-    body = comment.body or ""
-    if not is_command(body):
-        return Ignored("review comment does not start with `/archon`")
-    if reason := _bot_reason(delivery, app_id, comment):
-        return Ignored(reason)
-    if _installation_id(delivery) is None:
-        return Ignored(NO_INSTALLATION)
+    if refused := _command_refused(delivery, app_id, comment, "review comment"):
+        return refused
     thread = ThreadRef(
         comment_id=comment.id,
         path=comment.path,
@@ -270,9 +271,8 @@ def _review_comment_created(
         diff_hunk=comment.diff_hunk,
         in_reply_to_id=comment.in_reply_to_id,
     )
-    fields = _parsed(lambda: parse_comment(body))
-    trigger = f"`{_first_line(body)}`"
-    return [_pull_task(delivery, delivery_id, trigger=trigger, via="thread", thread=thread, **fields)]
+    fields = _command_fields(comment.body or "")
+    return [_pull_task(delivery, delivery_id, via="thread", thread=thread, **fields)]
 
 
 def _installed(

@@ -33,7 +33,7 @@ from rq.timeouts import UnixSignalDeathPenalty
 from bot.logs import log_context
 from bot.metrics import count, observe_run
 from bot.queue import LIVE_RUNS_KEY
-from bot.runs import NodeState, RunRecord, RunState, RunStore, now
+from bot.runs import NodeState, Revision, RunRecord, RunState, RunStore, now
 from bot.secrets import describe_error
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,10 @@ TRIAGE_FAILED = (
 EVALUATE_FAILED = (
     "the evaluation could not run because of an error on my side ({reason}). No review was posted; "
     "comment `/archon evaluate` to try again."
+)
+REVISION_FAILED = (
+    "revision {number} ({kind}) failed because of an error on my side ({reason}). The pull request keeps "
+    "the commits it already had; comment `/archon {kind} …` again to retry."
 )
 BENCH_START_FAILED = "{reason}. Apply `archon:bench` again or repeat the command to retry."
 BENCH_REPORT_FAILED = (
@@ -205,6 +209,33 @@ def _publish(connection: redis.Redis, record: RunRecord) -> None:
     forge = RepoForge(installation_github(load_settings(), record.installation_id), record.config.repo)
     GitHubPublisher(forge, RunStore(connection), lambda: False).finish(record)
     observe_run(connection, record)
+
+
+# --- revisions ---------------------------------------------------------------------------------
+
+
+def fail_revision(connection: redis.Redis, run_id: str, number: int, reason: str) -> Revision | None:
+    """End a revision its job can no longer end: failed in the run record (Redis first), then a reply
+    where it was asked (its thread, else the pull request) with the reason and how to retry. Idempotent:
+    a revision already ended is left alone; the reply carries the revision's marker, so it is posted once."""
+    from bot.github.auth import installation_github
+    from bot.github.forge import RepoForge
+    from bot.revise import post_reply
+    from bot.settings import load_settings
+
+    store = RunStore(connection)
+    record = store.load(run_id)
+    if record is None or not 0 < number <= len(record.revisions):
+        return None
+    revision = record.revisions[number - 1]
+    if not revision.state.active:
+        return None
+    revision.state, revision.summary, revision.finished_at = RunState.FAILED, reason, now()
+    store.save(record)
+    forge = RepoForge(installation_github(load_settings(), record.installation_id), record.config.repo)
+    text = REVISION_FAILED.format(number=number, kind=revision.kind, reason=reason)
+    post_reply(forge, record, revision, f"@{revision.requested_by} {text}")
+    return revision
 
 
 # --- replies (triage, evaluate) ----------------------------------------------------------------

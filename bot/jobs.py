@@ -217,27 +217,19 @@ def _execute_revision(job: Job, run_id: str, number: int) -> str:
     revision.state = RunState.RUNNING
     store.save(record)
     try:
-        outcome = revise.run_revision(record, revision, settings, forge, store, token)
+        revise.run_revision(record, revision, settings, forge, store, token)  # it records how it ended
     except (RepoConfigError, WorkflowError) as error:
-        outcome = Outcome(RunState.FAILED, f"Nothing was run: {error}")
-    revise.finish(revision, outcome)
+        revise.finish(revision, Outcome(RunState.FAILED, f"Nothing was run: {error}"))
     store.save(record)
     revise.reply(forge, record, revision)
     return f"revision {number} of {run_id} {revision.state}"
 
 
 def on_revision_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
-    """After the last attempt, the revision is marked failed in the run record and logged."""
+    """After the last attempt, the revision is marked failed and the maintainer is told where they asked,
+    with the reason and how to retry (`failures.fail_revision`)."""
     if (failure := failures.failure_of(job, exc_type, value)) is None:
         return
     run_id, number = job.meta["run_id"], job.meta["revision"]
-
-    def tell(reason: str) -> None:
-        store = RunStore(connection)
-        record = store.load(run_id)
-        if record is not None:
-            record.revisions[number - 1].state = RunState.FAILED
-            record.revisions[number - 1].summary = reason
-            store.save(record)
-
+    tell = partial(failures.fail_revision, connection, run_id, number)
     failures.report(failure, tell, f"revision {number} of run {run_id}")

@@ -25,13 +25,14 @@ from bot.providers.registry import ModelRegistry
 from bot.publish import FolderPublisher
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry_for, role_defaults
 from bot.runconfig import resolve_run
-from bot.runner import base_limits, branch_name, chain_factory, make_evaluator, make_validator, run_guard
+from bot.runner import base_limits, branch_name, chain_factory, make_validator, run_guard
 from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, now
 from bot.sandbox import Sandbox, SandboxPolicy
 from bot.secrets import redact
 from bot.settings import ConfigurationError, Settings
 from bot.triggers import Role, RunRequest
 from bot.workflow.engine import Engine, Outcome, RunServices
+from bot.workflow.evaluate import Judging
 from bot.workflow.schema import REPO_DIR, Workflow, load_workflows
 from bot.workspace import Workspace, Worktree, run_git
 
@@ -136,7 +137,7 @@ def run_record(
         guard=guard,
         push=False,
         sandbox=sandbox,
-        evaluate=make_evaluator(record, local.registry, settings, worktree, publisher, validator, guard),
+        evaluate=Judging(local.registry, settings),
     )
     outcome = Engine(workflow, record, services).run()
     record.state, record.summary, record.finished_at = outcome.state, outcome.summary, now()

@@ -97,11 +97,17 @@ class Issue(_Model):
         return self.pull_request is not None
 
 
-class Comment(_Model):
+class Authored(_Model):
+    """Text someone wrote on GitHub that may carry a command: who wrote it, and through which app."""
+
     id: GitHubId
     body: Text | None = None
     user: Account | None = None
     performed_via_github_app: App | None = None
+
+
+class Comment(Authored):
+    """An issue or pull-request comment."""
 
 
 class Delivery(_Model):
@@ -136,12 +142,10 @@ class PullRequest(_Model):
     user: Account | None = None
 
 
-class Review(_Model):
-    id: GitHubId
-    body: Text | None = None
+class Review(Authored):
+    """A pull-request review; its body may be empty."""
+
     state: str = Field(description="`commented`, `approved` or `changes_requested` (lower case).")
-    user: Account | None = None
-    performed_via_github_app: App | None = None
 
 
 class ReviewComment(Comment):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from rq import Callback, Queue, Retry
@@ -23,6 +24,9 @@ TRIAGE_QUEUE = "archon-triage"
 RUNS_QUEUE = "archon-runs"
 DELIVERY_TTL = 4 * 24 * 3600  # GitHub lets people redeliver for 3 days; keep a day more.
 TRIAGE_TIMEOUT = 120
+#: How long the runs queue keeps a job's result and a failed job (`JobQueue._work`).
+WORK_RESULT_TTL = 7 * 24 * 3600
+WORK_FAILURE_TTL = 30 * 24 * 3600
 #: A run job's automatic retries for transient errors (the network, Redis, GitHub's 5xx), with the seconds
 #: between attempts; each attempt resumes at the node that failed. Other errors fail the run at once.
 RUN_RETRY = Retry(max=2, interval=[15, 60])
@@ -130,15 +134,20 @@ class JobQueue:
         """Remember that a run has a job, so reconciliation checks on it until the run ends."""
         self.connection.zadd(LIVE_RUNS_KEY, {run_id: time.time()})
 
-    def _enqueue_run(self, job_id: str, run_id: str, timeout: int) -> Job:
+    def _work(self, func: str, **options: Any) -> Job:
+        """A job on the runs queue. Its result is kept a week and its failure a month: what `/archon
+        status`, reconciliation and debugging read long after the job ended."""
         return self.runs.enqueue_call(
+            func, result_ttl=WORK_RESULT_TTL, failure_ttl=WORK_FAILURE_TTL, **options
+        )
+
+    def _enqueue_run(self, job_id: str, run_id: str, timeout: int) -> Job:
+        return self._work(
             "bot.jobs.execute_run",
             args=(run_id,),
             job_id=job_id,
             unique=True,
             timeout=timeout,
-            result_ttl=7 * 24 * 3600,
-            failure_ttl=30 * 24 * 3600,
             retry=RUN_RETRY,
             on_failure=Callback("bot.jobs.on_run_failure"),
             on_stopped=Callback("bot.jobs.on_run_stopped"),
@@ -152,13 +161,11 @@ class JobQueue:
         if self.active_status(job_id) is not None:
             return None
         self.track_run(run_id)
-        return self.runs.enqueue_call(
+        return self._work(
             "bot.jobs.execute_revision",
             args=(run_id, number),
             job_id=job_id,
             timeout=timeout,
-            result_ttl=7 * 24 * 3600,
-            failure_ttl=30 * 24 * 3600,
             retry=RUN_RETRY,
             on_failure=Callback("bot.jobs.on_revision_failure"),
             meta={"run_id": run_id, "revision": number},
@@ -167,26 +174,22 @@ class JobQueue:
 
     def enqueue_bench(self, bench_id: str) -> Job:
         """The benchmark's first job: explore, estimate, fan the cells out."""
-        return self.runs.enqueue_call(
+        return self._work(
             "bot.bench.jobs.bench_start",
             args=(bench_id,),
             job_id=f"bench-{bench_id}-start",
             timeout=3600,
-            result_ttl=7 * 24 * 3600,
-            failure_ttl=30 * 24 * 3600,
             on_failure=Callback("bot.bench.jobs.on_bench_start_failure"),
             description=f"bench {bench_id} start",
         )
 
     def enqueue_evaluation(self, task: Task, judges: Sequence[str], timeout: int) -> Job:
         """An evaluation of a pull request, on the runs queue (it calls models; triage stays quick)."""
-        return self.runs.enqueue_call(
+        return self._work(
             "bot.jobs.evaluate_pull",
             args=(TaskEnvelope(task=task).model_dump(mode="json"), list(judges)),
             job_id=f"eval-{task.delivery_id}",
             timeout=timeout,
-            result_ttl=7 * 24 * 3600,
-            failure_ttl=30 * 24 * 3600,
             on_failure=Callback("bot.jobs.on_evaluate_failure"),
             description=f"evaluate {task.delivery_id}",
         )

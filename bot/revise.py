@@ -12,12 +12,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from github import GithubException
-
 from bot.conventions import read_conventions
-from bot.github.forge import RepoForge
-from bot.github.markers import with_marker
-from bot.publish import GitHubPublisher
+from bot.evaluation.schema import Evaluation
+from bot.github.forge import SUPERSEDED_PREFIX, RepoForge
+from bot.publish import WRITE_ERRORS, GitHubPublisher, post_evaluation_check
 from bot.repo_config import CONFIG_PATH, parse_repo_config, registry_for
 from bot.runconfig import ResolvedModel
 from bot.runner import execute
@@ -38,6 +36,8 @@ MAX_DIFF_CHARS = 60_000
 BRANCH_GONE = "the pull request's branch `{branch}` is no longer on the remote, so there is nothing to revise"
 REPLY = "revision {number} ({kind}): {summary}\n\n{commit} A fresh evaluation is posted as a review."
 REVIEW_KEY = "{run_id}-v{number}"
+REPLY_KIND = "reply"
+REVIEW_SUPERSEDED = SUPERSEDED_PREFIX + " by [the evaluation of revision {number}]({url}).\n\n"
 
 
 def feedback_text(revision: Revision, diff: str) -> str:
@@ -91,8 +91,28 @@ class RevisionPublisher:
     def post_review(self, work: RunRecord, body: str, comments: list[dict]) -> str:
         assert self.record.pr_number is not None
         key = REVIEW_KEY.format(run_id=self.record.run_id, number=self.revision.number)
-        self.inner.forge.post_review(self.record.pr_number, body, key=key, comments=comments)
+        review_id = self.inner.forge.post_review(self.record.pr_number, body, key=key, comments=comments)
+        self._supersede_reviews(f"{self.record.pr_url or ''}#pullrequestreview-{review_id}")
+        if work.evaluation is not None:  # the revision's head gets its own `Archon evaluation` check run
+            evaluation = Evaluation.model_validate(work.evaluation)
+            post_evaluation_check(
+                self.inner.forge, self.record.pr_number, evaluation, self.inner.min_score, key,
+                self.record.pr_url or "",
+            )  # fmt: skip
         return self.record.pr_url or ""
+
+    def _supersede_reviews(self, url: str) -> None:
+        """The run's earlier evaluation reviews (the run's own, earlier revisions') point to this one;
+        best-effort: the fresh review stands without the notes."""
+        assert self.record.pr_number is not None
+        run_id, number = self.record.run_id, self.revision.number
+        earlier = [run_id, *(REVIEW_KEY.format(run_id=run_id, number=n) for n in range(1, number))]
+        note = REVIEW_SUPERSEDED.format(number=number, url=url)
+        for key in earlier:
+            try:
+                self.inner.forge.supersede_review(self.record.pr_number, key, note)
+            except WRITE_ERRORS as error:
+                log.warning("run %s: review %s not marked superseded: %s", run_id, key, error)
 
     def progress(self, work: RunRecord) -> None:
         self.revision.cost_usd = round(work.cost_usd - self.seeded_cost, 6)
@@ -125,8 +145,8 @@ def run_revision(
     if not worktree.resumed:
         workspace.remove(worktree)
         return Outcome(RunState.FAILED, BRANCH_GONE.format(branch=record.branch))
-    before = worktree.head()
-    work = work_record(record, revision, registry, worktree.diff())
+    before, diff_before = worktree.head(), worktree.diff()
+    work = work_record(record, revision, registry, diff_before)
     publisher = RevisionPublisher(
         GitHubPublisher(forge, store, lambda: False), record, revision, work.cost_usd
     )
@@ -147,7 +167,8 @@ def run_revision(
     sha = str(commit.outputs.get("sha") or "") if commit else ""
     revision.commit = sha if sha and sha != before else None
     revision.summary = _summary(work, outcome)
-    # The PR body's cost table (`_update_pull_body`) waits for PATCH /pulls/{n} in the fake GitHub.
+    finish(revision, outcome)  # the cost table's row shows the finished revision
+    _update_pull_body(forge, record, diff_after[-1] if diff_after else diff_before)
     return outcome
 
 
@@ -162,11 +183,13 @@ def _summary(work: RunRecord, outcome: Outcome) -> str:
 def _update_pull_body(forge: RepoForge, record: RunRecord, diff: str) -> None:
     """The pull request's body gains the revision's row in its cost table (best-effort: the revision
     stands without it, and the run record keeps the row)."""
+    if record.pr_number is None:
+        return
     review = record.nodes.get("self-review")
     body = pull_request_body(record, str(review.outputs.get("text") or "") if review else "", diff)
     try:
-        forge.repo.get_pull(record.pr_number).edit(body=with_marker(body, "pull", record.run_id))
-    except GithubException as error:
+        forge.edit_pull_body(record.pr_number, body, key=record.run_id)
+    except WRITE_ERRORS as error:
         log.warning("run %s: the pull request's body was not updated: %s", record.run_id, error)
 
 
@@ -178,12 +201,17 @@ def reply(forge: RepoForge, record: RunRecord, revision: Revision) -> None:
     text = f"@{revision.requested_by} " + REPLY.format(
         number=revision.number, kind=revision.kind, summary=revision.summary or revision.state, commit=commit
     )
+    post_reply(forge, record, revision, text)
+
+
+def post_reply(forge: RepoForge, record: RunRecord, revision: Revision, text: str) -> None:
+    """Where the revision was asked: its review thread, else the pull request. The reply's marker is the
+    revision's, so a retried job (or a lost answer and a retry) never posts it twice."""
     key = REVIEW_KEY.format(run_id=record.run_id, number=revision.number)
     if revision.thread is not None and record.pr_number is not None:
-        pull = forge.repo.get_pull(record.pr_number)
-        pull.create_review_comment_reply(revision.thread.comment_id, with_marker(text, "reply", key))
+        forge.reply_in_thread(record.pr_number, revision.thread.comment_id, REPLY_KIND, key, text)
         return
-    forge.upsert_comment(record.pr_number or record.config.issue, "reply", key, text)
+    forge.upsert_comment(record.pr_number or record.config.issue, REPLY_KIND, key, text)
 
 
 def finish(revision: Revision, outcome: Outcome) -> None:

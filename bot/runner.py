@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from rq.timeouts import JobTimeoutException
 
 from bot.agent.loop import AgentLimits
 from bot.conventions import read_conventions
-from bot.evaluation.service import files_at, judge_change
+from bot.evaluation.service import files_at
 from bot.github.forge import RepoForge
 from bot.limits import DailySpend, RunGuard, deployment_limits, effective_limits
 from bot.providers.factory import build_chain
@@ -26,14 +27,14 @@ from bot.providers.registry import ModelRegistry
 from bot.providers.types import ModelSlot
 from bot.publish import GitHubPublisher
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry_for
-from bot.runs import IssueInfo, NodeRun, RunRecord, RunState, RunStore
+from bot.runs import IssueInfo, RunRecord, RunState, RunStore
 from bot.sandbox import Sandbox, SandboxPolicy
 from bot.settings import Settings
-from bot.triggers import Role
 from bot.validation.detect import detect
-from bot.validation.schema import Comparison, Evidence, ValidationRun
+from bot.validation.schema import Evidence
 from bot.validation.validator import Validator, evidence_between
-from bot.workflow.engine import Engine, NodeFailedError, Outcome, Publisher, RunServices, gated
+from bot.workflow.engine import Engine, Outcome, Publisher, RunServices, gated
+from bot.workflow.evaluate import Judging, script_variant
 from bot.workflow.schema import REPO_DIR, AgentNode, Workflow, WorkflowError, load_workflows
 from bot.workspace import Workspace, Worktree
 
@@ -46,12 +47,6 @@ def branch_name(record: RunRecord) -> str:
     plan, impl = (models[role].alias for role in ("plan", "impl"))  # type: ignore[index]
     short = hashlib.sha256(record.run_id.encode()).hexdigest()[:6]  # benchmark cells share a prefix
     return f"archon/issue-{record.config.issue}-{plan}-{impl}-{short}"
-
-
-def _variant(record: RunRecord) -> str:
-    """For scripted models: scripts may differ per pairing (`<model>-<node>-<plan>-<impl>.jsonl`)."""
-    models = record.config.models
-    return f"{models[Role.PLAN].alias}-{models[Role.IMPL].alias}"
 
 
 def base_limits(config: RepoConfig, settings: Settings) -> AgentLimits:
@@ -76,7 +71,7 @@ def chain_factory(
 
     def chain_for(node: AgentNode) -> tuple[str, list[ModelSlot]]:
         alias = node.model or record.config.models[node.role].alias  # type: ignore[index]
-        return alias, build_chain(alias, registry, settings, node=node.id, variant=_variant(record))
+        return alias, build_chain(alias, registry, settings, node=node.id, variant=script_variant(record))
 
     return chain_for
 
@@ -97,69 +92,6 @@ def make_validator(
     return Validator(plan, sandbox, settings.archon_data_dir, progress)
 
 
-def make_evaluator(
-    record: RunRecord,
-    registry: ModelRegistry,
-    settings: Settings,
-    worktree: Worktree,
-    publisher: Publisher,
-    validator: Validator | None,
-    guard: RunGuard | None = None,
-):
-    """The workflow's `evaluate` node: measure (the validate node's runs on the merge base and the change,
-    and the change's new tests on the old code), judge blind with the run's eval model, post the review."""
-
-    def evaluate(record: RunRecord, context: dict[str, Any], state: NodeRun) -> dict[str, Any]:
-        alias = record.config.models[Role.EVAL].alias
-        state.model = alias
-        chain = build_chain(alias, registry, settings, node="evaluate", variant=_variant(record))
-        judges = [(alias, chain[0])]
-        validation = context["validation"]
-        issue = record.issue
-        worktree.verify()  # a `.git` the run replaced must not become the source of the old-code checkout
-        diff = worktree.diff()
-        verdict = judge_change(
-            judges,
-            title=issue.title if issue else "",
-            body=issue.body if issue else "",
-            diff=diff,
-            plan=str(context["inputs"].get("plan") or "") or None,
-            validation_output=str(validation.get("output") or ""),
-            after=validation.get("passed"),
-            evidence=evidence_of(validator, validation, worktree, diff),
-            repo_files=files_at(worktree.path, "HEAD"),
-            guard=guard,
-            conventions=context["repo"]["conventions"],
-        )
-        state.usage = state.usage + verdict.usage
-        state.cost_usd = round(state.cost_usd + verdict.cost_usd, 8)
-        record.evaluation = verdict.evaluation.model_dump(mode="json")
-        url = (
-            publisher.post_review(record, verdict.body, verdict.comments)
-            if record.pr_number or not record.bench_id
-            else ""
-        )
-        if verdict.evaluation.status == "failed":
-            raise NodeFailedError(f"{verdict.headline()} (the review on the pull request says so)")
-        return {"text": verdict.headline(), "url": url}
-
-    return evaluate
-
-
-def evidence_of(
-    validator: Validator | None, validation: dict[str, Any], worktree: Worktree, diff: str
-) -> Evidence | None:
-    """The validate node's runs, plus the fix proof: the change's new tests run on the merge base."""
-    if validator is None or not validation.get("after"):
-        return None
-    after = ValidationRun.model_validate(validation["after"])
-    base = ValidationRun.model_validate(validation["base"]) if validation.get("base") else None
-    comparison = Comparison.model_validate(validation["comparison"])
-    read = lambda path: (worktree.path / path).read_bytes()  # noqa: E731 - the change's files, as they are now
-    proof = validator.prove(worktree.path, worktree.base_sha, diff, after, read)
-    return Evidence(base=base, after=after, comparison=comparison, proof=proof)
-
-
 def pull_evidence(
     settings: Settings, token: Callable[[], str], repo: str, pull: Any, config: RepoConfig, plan: str | None
 ) -> tuple[Evidence | None, list[str] | None]:
@@ -170,7 +102,7 @@ def pull_evidence(
     if head_repo != repo:
         log.info("%s#%s comes from %s: its head is not fetched, no validation", repo, pull.number, head_repo)
         return None, None
-    workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
+    workspace = git_workspace(settings)
     mirror = workspace.sync(repo, token=token())
     evidence = evidence_between(
         mirror,
@@ -205,7 +137,7 @@ def run_on_github(
         title, body, url = forge.issue(record.config.issue)
         record.issue = IssueInfo(number=record.config.issue, title=title, body=body, url=url)
     record.default_branch = record.default_branch or forge.default_branch()
-    workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
+    workspace = git_workspace(settings)
     workspace.sync(record.config.repo, token=token())
     files = workspace.snapshot(record.config.repo)
     config = parse_repo_config(files.read_file(CONFIG_PATH))
@@ -214,24 +146,52 @@ def run_on_github(
     publisher = publisher or GitHubPublisher(
         forge, store, lambda: gated(workflow, record), min_score=config.evaluation.min_score
     )
-    record.branch = record.branch or branch_name(record)
     workspace.cleanup(settings.archon_keep_failed_hours * 3600)
+    return execute_in(
+        workspace,
+        RunSetup(workflow, record, publisher, config, registry, settings, token),
+        connection=store.redis,
+        conventions=read_conventions(files.read_file),
+        base=files.commit,
+        fetch=False,
+    )
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What a run needs besides its worktree: the pieces `execute` assembles the engine's services from."""
+
+    workflow: Workflow
+    record: RunRecord
+    publisher: Publisher
+    config: RepoConfig
+    registry: ModelRegistry
+    settings: Settings
+    token: Callable[[], str | None]
+
+
+def git_workspace(settings: Settings) -> Workspace:
+    """The deployment's mirrors and worktrees (`<data dir>/git`), fetched from the GitHub git host."""
+    return Workspace(settings.archon_data_dir / "git", settings.github_git_url)
+
+
+def execute_in(
+    workspace: Workspace,
+    setup: RunSetup,
+    connection: redis.Redis | None = None,
+    conventions: str = "",
+    **prepare: Any,
+) -> Outcome:
+    """A fresh worktree for the run's branch (`prepare`: `Workspace.prepare`'s options), then the run."""
+    record = setup.record
+    record.branch = record.branch or branch_name(record)
     worktree = workspace.prepare(
-        record.config.repo, record.run_id, record.branch, token=token(), base=files.commit, fetch=False
+        record.config.repo, record.run_id, record.branch, token=setup.token(), **prepare
     )
     return execute(
-        workflow,
-        record,
-        publisher,
-        workspace,
-        worktree,
-        config,
-        registry,
-        settings,
-        token,
-        store.redis,
-        conventions=read_conventions(files.read_file),
-    )
+        setup.workflow, record, setup.publisher, workspace, worktree, setup.config, setup.registry,
+        setup.settings, setup.token, connection, conventions,
+    )  # fmt: skip
 
 
 def pick_workflow(record: RunRecord, repo_files: dict[str, str]) -> Workflow:
@@ -275,7 +235,7 @@ def execute(
         push_token=token,
         secrets=secrets,
         sandbox=sandbox,
-        evaluate=make_evaluator(record, registry, settings, worktree, publisher, validator, guard),
+        evaluate=Judging(registry, settings),
         interrupts=(JobTimeoutException,),
         conventions=conventions,
     )

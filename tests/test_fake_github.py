@@ -329,3 +329,81 @@ def test_pull_request_head_follows_its_branch(github: FakeGitHub, tmp_path) -> N
     ).stdout.strip()
     subprocess.run(["git", "--git-dir", str(bare), "update-ref", "refs/heads/fix", commit], check=True)
     assert gh.get_repo(REPO).get_pull(number).head.sha == commit != before
+
+
+def test_pull_body_and_review_edits_keep_markers_and_are_redacted(github: FakeGitHub, tmp_path) -> None:
+    """PATCH /pulls/{n} and PUT /pulls/{n}/reviews/{id}, through the forge (the one writer)."""
+    from bot.github.forge import RepoForge
+    from bot.secrets import Redactor
+
+    github.add_repo(REPO, installation=INSTALLATION_ID, git_dir=bare_repo_with_branch(tmp_path),
+                    collaborators={"maintainer": "maintain"})  # fmt: skip
+    github.add_issue(REPO, 1)
+    forge = RepoForge(client(github), REPO, redactor=Redactor(["s3cr3t-value"]))
+    number = forge.open_draft_pull("fix", "main", "Fix b", "Fixes #1", key="r1").id
+    forge.edit_pull_body(number, "Fixes #1\n\n| 1 | s3cr3t-value |", key="r1")
+    [pull] = github.pulls(REPO)
+    assert "| 1 |" in pull["body"] and "archon-bot:pull:r1" in pull["body"] and "s3cr3t" not in pull["body"]
+    assert forge.open_draft_pull("fix", "main", "Fix b", "Fixes #1", key="r1").id == number  # still the run's
+    forge.post_review(number, "Score 50/70", key="r1", comments=[])
+    note = "> ⚠️ **Superseded** by [the next one](http://x).\n\n"
+    assert forge.supersede_review(number, "r1", note) and forge.supersede_review(number, "r1", note)
+    assert forge.supersede_review(number, "r9", note) is False
+    [review] = github.reviews(REPO, number)
+    assert review["body"].startswith(note) and review["body"].count("Superseded") == 1
+    someone = github.add_review(REPO, number, "mine", author="maintainer")
+    with pytest.raises(GithubException) as raised:  # only its author may edit a review
+        reviews = client(github).get_repo(REPO).get_pull(number).get_reviews()
+        next(r for r in reviews if r.id == someone["id"]).edit("hijacked")
+    assert raised.value.status == 403
+    assert github.violations == []
+
+
+TWO_HUNKS = """diff --git a/m.py b/m.py
+--- a/m.py
++++ b/m.py
+@@ -1,3 +1,3 @@
+ a = 1
+-b = 2
++b = 20
+ c = 3
+@@ -20,3 +20,4 @@
+ x = 1
+ y = 2
++z = 3
+ w = 4
+"""
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({"start_line": 1, "line": 3}, None),
+        ({"start_line": 20, "line": 23}, None),
+        ({"start_line": 1, "line": 3, "side": "LEFT", "start_side": "LEFT"}, None),
+        ({"start_line": 3, "line": 3}, "START_NOT_BEFORE_LINE"),
+        ({"start_line": 3, "line": 2}, "START_NOT_BEFORE_LINE"),
+        ({"start_line": 1, "line": 3, "start_side": "LEFT"}, "START_SIDE_DIFFERS"),
+        ({"start_line": 2, "line": 21}, "NOT_ONE_HUNK"),
+        ({"start_line": 19, "line": 21}, "NOT_ONE_HUNK"),  # 19 is not shown at all
+    ],
+)
+def test_multi_line_review_comments_are_placed_as_on_github(spec: dict, problem: str | None) -> None:
+    from bot.fakes import github_pulls as gp
+
+    expected = [getattr(gp, problem)] if problem else []
+    assert gp.unanchored(TWO_HUNKS, [{"path": "m.py", "body": "b", **spec}]) == expected
+
+
+def test_a_review_with_a_misplaced_range_is_refused_with_422(github: FakeGitHub, tmp_path) -> None:
+    from bot.fakes.github_pulls import START_NOT_BEFORE_LINE
+
+    gh, number = pull_with_branch(github, tmp_path)
+    pull = gh.get_repo(REPO).get_pull(number)
+    ok = {"path": "app.py", "start_line": 1, "start_side": "RIGHT", "line": 3, "side": "RIGHT", "body": "b"}
+    pull.create_review(body="fine", event="COMMENT", comments=[ok])
+    with pytest.raises(GithubException) as raised:
+        pull.create_review(body="no", event="COMMENT", comments=[{**ok, "start_line": 3}])
+    assert raised.value.status == 422 and START_NOT_BEFORE_LINE in str(raised.value.data)
+    assert len(github.reviews(REPO, number)) == 1
+    github.violations.clear()

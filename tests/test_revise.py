@@ -78,13 +78,78 @@ def test_revise_from_a_pr_comment_adds_a_commit_replies_and_reviews_again(
     after = log(remote, record.branch)
     assert after[1:] == before and revision.commit == after[0]  # one commit on top: no force-push
     assert len(github.pulls(REPO)) == 1
-    assert len(github.reviews(REPO, pull["number"])) == 2  # a fresh evaluation
+    first, fresh = github.reviews(REPO, pull["number"])  # a fresh evaluation, the first one superseded
+    fresh_url = f"{pull['html_url']}#pullrequestreview-{fresh['id']}"
+    assert first["body"].startswith(f"> ⚠️ **Superseded** by [the evaluation of revision 1]({fresh_url})")
+    assert "Superseded" not in fresh["body"]
+    # the revised head has its own `Archon evaluation` check run (the first head keeps the first one)
+    head = github.pulls(REPO)[0]["head"]["sha"]
+    assert [c["name"] for c in github.check_runs(REPO, head) if c["name"] == "Archon evaluation"] == [
+        "Archon evaluation"
+    ]
+    [body] = [p["body"] for p in github.pulls(REPO)]  # the cost table has the revision's row
+    assert "| 1 (revise) | @maintainer | Say in the docstring what a slug keeps. | $" in body
+    assert f"| `{revision.commit[:7]}` |" in body and f"archon-bot:pull:{record.run_id}" in body
     replies = [c["body"] for c in bot_comments(github, pull["number"]) if "revision 1" in c["body"]]
     assert any("Documented in the module docstring" in r for r in replies)
     assert "Say in the docstring what a slug keeps." in transcript(worker_env, record.run_id)
     # `/archon status` on the pull request lists the revision
     command(github, redis_conn, "/archon status", pull_request=True, issue=pull["number"])
     assert any("| 1 | revise | @maintainer |" in c["body"] for c in bot_comments(github, pull["number"]))
+
+
+REPLAN_TEXT = "## Root cause\nRe-planned: the docstring must say what a slug keeps.\n\n## Steps\n1. Edit it."
+
+
+def test_replan_posts_a_new_plan_and_implements_it_on_the_same_branch(
+    github, redis_conn, remote, scripts, worker_env
+) -> None:
+    record = done_run(redis_conn)
+    [pull] = github.pulls(REPO)
+    before = log(remote, record.branch)
+    # from now on the planner answers with a new plan (the original run used the bundled one)
+    (scripts / "demo-opus-plan.jsonl").write_text(json.dumps({"text": REPLAN_TEXT}) + "\n")
+    command(github, redis_conn, "/archon replan Plan for documenting the rule too.", pull_request=True,
+            issue=pull["number"])  # fmt: skip
+    work(redis_conn, RUNS)
+    record = RunStore(redis_conn).load(record.run_id)
+    [revision] = record.revisions
+    assert revision.kind == "replan" and revision.state is RunState.DONE, revision.summary
+    after = log(remote, record.branch)
+    assert after[1:] == before and revision.commit == after[0]  # one new commit on the same branch
+    assert [p["number"] for p in github.pulls(REPO)] == [pull["number"]]  # no new pull request
+    old, new = [c for c in bot_comments(github, record.config.issue) if "archon-bot:plan:" in c["body"]]
+    assert old["body"].startswith(f"> ⚠️ **Superseded** by [a revised plan]({new['html_url']})")
+    assert "Re-planned: the docstring" in new["body"] and "revision 1" in new["body"]
+    assert "Superseded" not in new["body"] and record.plan_urls[-1] == new["html_url"]
+    plan_prompt = "\n".join(
+        p.read_text() for p in (Path(worker_env["ARCHON_DATA_DIR"]) / "runs" / record.run_id).rglob("plan*")
+        if p.is_file()
+    )  # fmt: skip
+    assert "Plan for documenting the rule too." in plan_prompt  # the feedback reached the planner
+    assert "Re-planned: the docstring" in transcript(
+        worker_env, record.run_id
+    )  # and the plan the implementer
+
+
+def test_a_crashed_revision_tells_the_maintainer_how_to_retry(github, redis_conn, remote, scripts) -> None:
+    from bot.failures import REVISION_FAILED
+
+    record = done_run(redis_conn)
+    [pull] = github.pulls(REPO)
+    command(github, redis_conn, "/archon revise Document it.", pull_request=True, issue=pull["number"])
+    away = remote.with_name(remote.name + ".away")
+    remote.rename(away)  # the job's fetch of the branch now fails: not a run's failure, a crash
+    try:
+        work(redis_conn, RUNS)
+    finally:
+        away.rename(remote)
+    [revision] = RunStore(redis_conn).load(record.run_id).revisions
+    assert revision.state is RunState.FAILED and revision.finished_at is not None
+    prefix = REVISION_FAILED.split("{reason}")[0].format(number=1, kind="revise")
+    [told] = [c["body"] for c in bot_comments(github, pull["number"]) if prefix in c["body"]]
+    assert told.startswith("@maintainer ") and "comment `/archon revise …` again to retry" in told
+    assert revision.summary and revision.summary.split()[0] in told, told  # the reason, as recorded
 
 
 def test_the_same_delivery_twice_revises_once(github, redis_conn, remote, scripts) -> None:

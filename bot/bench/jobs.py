@@ -38,14 +38,13 @@ from bot.github.forge import RepoForge
 from bot.logs import log_context
 from bot.providers.registry import ModelRegistry
 from bot.publish import GitHubPublisher
-from bot.queue import RUNS_QUEUE, JobQueue
+from bot.queue import RUNS_QUEUE, WORK_FAILURE_TTL, WORK_RESULT_TTL, JobQueue
 from bot.repo_config import CONFIG_PATH, RepoConfig, bench_cap_usd, parse_repo_config, registry_for
 from bot.runconfig import DEFAULT_WORKFLOW
-from bot.runner import execute, run_on_github
+from bot.runner import RunSetup, execute_in, git_workspace, run_on_github
 from bot.runs import IssueInfo, RunRecord, RunState, RunStore, now
 from bot.settings import Settings, load_settings
 from bot.workflow.schema import REPO_DIR, Workflow, load_workflows
-from bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -144,19 +143,10 @@ def explore_issue(
     title, body, url = forge.issue(issue)
     record = exploration_record(bench, IssueInfo(number=issue, title=title, body=body, url=url), registry)
     record.default_branch = forge.default_branch()
-    workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
-    worktree = workspace.prepare(bench.spec.repo, record.run_id, record.branch, token=token(), resume=False)
-    outcome = execute(
-        explore_only(workflow),
-        record,
-        SilentPublisher(forge, runs),
-        workspace,
-        worktree,
-        config,
-        registry,
-        settings,
-        token,
+    setup = RunSetup(
+        explore_only(workflow), record, SilentPublisher(forge, runs), config, registry, settings, token
     )
+    outcome = execute_in(git_workspace(settings), setup, resume=False)
     return exploration_of(bench, record, outcome.state, outcome.summary)
 
 
@@ -176,8 +166,8 @@ def _fan_out(
                 args=(bench.bench_id, ref.run_id),
                 job_id=ref.job_id,
                 timeout=settings.archon_run_timeout,
-                result_ttl=7 * 24 * 3600,
-                failure_ttl=30 * 24 * 3600,
+                result_ttl=WORK_RESULT_TTL,
+                failure_ttl=WORK_FAILURE_TTL,
                 on_failure=Callback("bot.bench.jobs.bench_cell_failed"),
                 meta={"run_id": ref.run_id, "bench_id": bench.bench_id},
                 description=f"bench {bench.bench_id} cell {index}",
@@ -191,8 +181,8 @@ def _fan_out(
         job_id=f"bench-{bench.bench_id}-report",
         depends_on=Dependency(jobs=jobs, allow_failure=True),
         timeout=600,
-        result_ttl=7 * 24 * 3600,
-        failure_ttl=30 * 24 * 3600,
+        result_ttl=WORK_RESULT_TTL,
+        failure_ttl=WORK_FAILURE_TTL,
         on_failure=Callback("bot.bench.jobs.on_bench_report_failure"),
         meta={"bench_id": bench.bench_id},
         description=f"bench {bench.bench_id} report",

@@ -329,6 +329,21 @@ class Operations:
         found = self._need_repo(call, owner, repo)
         return 200, self._pull_body(found, self._pull(found, number)), {}
 
+    def _op_edit_pull(
+        self, request: Request, call: Call, body: Any, owner: str, repo: str, number: int
+    ) -> tuple:
+        """GitHub's "update a pull request": title, body and state (open/closed) as given."""
+        found = self._need_repo(call, owner, repo)
+        pull = self._pull(found, number)
+        fields = body if isinstance(body, dict) else {}
+        if "title" in fields:
+            pull.title = found.issues[number].title = _require_string(fields, "title")
+        if "body" in fields:
+            pull.body = found.issues[number].body = fields.get("body") or ""
+        if fields.get("state") in ("open", "closed"):
+            pull.state = found.issues[number].state = fields["state"]
+        return 200, self._pull_body(found, pull), {}
+
     def _op_pull_files(
         self, request: Request, call: Call, body: Any, owner: str, repo: str, number: int
     ) -> tuple:
@@ -369,6 +384,20 @@ class Operations:
             raise GitHubError(422, "Unprocessable Entity", errors=["Body is required for this event"])
         comments = body.get("comments") or []
         return 200, self._submit_review(found, pull, text, event, self.bot_login, comments), {}
+
+    def _op_edit_review(
+        self, request: Request, call: Call, body: Any, owner: str, repo: str, number: int, review_id: int
+    ) -> tuple:
+        """GitHub's "update a review": only its body changes; only its author may change it."""
+        found = self._need_repo(call, owner, repo)
+        text = _require_string(body, "body")
+        review = next((r for r in self._pull(found, number).reviews if r["id"] == review_id), None)
+        if review is None:
+            raise GitHubError(404, "Not Found")
+        if review["user"]["login"] != self.bot_login:
+            raise GitHubError(403, "Resource not accessible by integration")
+        review["body"] = text
+        return 200, {k: v for k, v in review.items() if k != "comments"}, {}
 
 
 ROUTES: tuple[tuple[str, str, str], ...] = (

@@ -2,7 +2,8 @@
 
 A repository added with `git_dir` (the bare repo the bot pushes to through a `file://` GITHUB_GIT_URL)
 answers like GitHub does: a pull request needs its head branch to exist, its files and diff come from
-git, and a review comment must sit on a line of the diff (GitHub answers 422 otherwise).
+git, and a review comment must sit on a line of the diff, a multi-line one on lines of one hunk (GitHub
+answers 422 otherwise).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ PULL_ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/repos/<owner>/<repo>/pulls", "list_pulls"),
     ("POST", "/repos/<owner>/<repo>/pulls", "create_pull"),
     ("GET", "/repos/<owner>/<repo>/pulls/<int:number>", "get_pull"),
+    ("PATCH", "/repos/<owner>/<repo>/pulls/<int:number>", "edit_pull"),
     ("GET", "/repos/<owner>/<repo>/pulls/<int:number>/files", "pull_files"),
     ("GET", "/repos/<owner>/<repo>/pulls/<int:number>/reviews", "list_reviews"),
     ("POST", "/repos/<owner>/<repo>/pulls/<int:number>/reviews", "create_review"),
+    ("PUT", "/repos/<owner>/<repo>/pulls/<int:number>/reviews/<int:review_id>", "edit_review"),
 )
 
 
@@ -116,35 +119,62 @@ def diff_entries(api: str, web: str, full_name: str, pull: Pull, diff_text: str)
     return entries
 
 
+#: GitHub's answers (422) for a multi-line review comment it cannot place.
+START_NOT_BEFORE_LINE = "Pull request review thread start line must precede the end line."
+START_SIDE_DIFFERS = "Pull request review thread start side must be the same as the side."
+NOT_ONE_HUNK = "Pull request review thread start line must be part of the same hunk as the line."
+
+
+def hunk_lines(diff_text: str) -> dict[tuple[str, str], list[set[int]]]:
+    """(path, side) → the line numbers each hunk shows on that side, one set per hunk."""
+    lines: dict[tuple[str, str], list[set[int]]] = {}
+    for patched in PatchSet(diff_text):
+        right = lines.setdefault((patched.path, "RIGHT"), [])
+        left = lines.setdefault((patched.path, "LEFT"), [])
+        for hunk in patched:
+            right.append({row.target_line_no for row in hunk if row.target_line_no is not None})
+            left.append(
+                {row.source_line_no for row in hunk if row.source_line_no is not None and not row.is_added}
+            )
+    return lines
+
+
 def commentable_lines(diff_text: str) -> dict[tuple[str, str], set[int]]:
     """(path, side) → line numbers a review comment may be anchored on (lines shown in the diff)."""
-    lines: dict[tuple[str, str], set[int]] = {}
-    for patched in PatchSet(diff_text):
-        right, left = (
-            lines.setdefault((patched.path, "RIGHT"), set()),
-            lines.setdefault((patched.path, "LEFT"), set()),
-        )
-        for hunk in patched:
-            for line in hunk:
-                if line.target_line_no is not None:
-                    right.add(line.target_line_no)
-                if line.source_line_no is not None and not line.is_added:
-                    left.add(line.source_line_no)
-    return lines
+    return {key: set().union(*hunks) for key, hunks in hunk_lines(diff_text).items()}
 
 
 def unanchored(diff_text: str, comments: list[dict[str, Any]]) -> list[str]:
     """Why each review comment cannot be placed, GitHub-style; empty when all can."""
-    allowed = commentable_lines(diff_text)
+    hunks = hunk_lines(diff_text)
+    allowed = {key: set().union(*sets) for key, sets in hunks.items()}
     problems = []
     for comment in comments:
         side = comment.get("side", "RIGHT")
         line = comment.get("line")
+        where = (comment.get("path"), side)
         if line is None:
             problems.append(f"{comment.get('path')}: `line` is required (positions are not supported here)")
-        elif line not in allowed.get((comment.get("path"), side), set()):
+        elif line not in allowed.get(where, set()):
             problems.append("Pull request review thread line must be part of the diff")
+        elif comment.get("start_line") is not None and (
+            problem := range_problem(comment, hunks.get(where, []))
+        ):
+            problems.append(problem)
     return problems
+
+
+def range_problem(comment: dict[str, Any], hunks: list[set[int]]) -> str | None:
+    """Why a multi-line comment (`start_line` … `line`) cannot be placed: as on GitHub, the start comes
+    before the line, on the same side, and every line between them is in one hunk of that side."""
+    start, line, side = comment["start_line"], comment["line"], comment.get("side", "RIGHT")
+    if not isinstance(start, int) or start >= line:
+        return START_NOT_BEFORE_LINE
+    if comment.get("start_side", side) != side:
+        return START_SIDE_DIFFERS
+    if not any(all(n in hunk for n in range(start, line + 1)) for hunk in hunks):
+        return NOT_ONE_HUNK
+    return None
 
 
 def pull_body(

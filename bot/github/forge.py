@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 PULL_KIND = "pull"
 REVIEW_KIND = "review"
+#: How a superseded review (or plan) begins: a review that does is never superseded again.
+SUPERSEDED_PREFIX = "> ⚠️ **Superseded**"
 
 
 #: Seconds a write keeps trying, over all its attempts (each with the transport's quick retries).
@@ -255,6 +257,28 @@ class RepoForge:
             pull = existing  # created by a request whose answer we never saw (a 5xx and a retry)
         return PostedComment(pull.number, pull.html_url)
 
+    @retried
+    def edit_pull_body(self, number: int, body: str, key: str) -> None:
+        """Replace the body of the run's pull request (a revision's row in its cost table), keeping its
+        `pull` marker: the marker is how `open_draft_pull` recognises the pull request as the run's."""
+        body = self._redact(body)
+        text = body if has_marker(body, PULL_KIND, key) else with_marker(body, PULL_KIND, key)
+        pull = self.repo.get_pull(number)
+        if pull.body != text:  # a retry after a lost answer has nothing left to do
+            pull.edit(body=text)
+
+    @retried
+    def reply_in_thread(self, number: int, comment_id: int, kind: str, key: str, body: str) -> PostedComment:
+        """Reply in the review thread of `comment_id`, once per marker: a retried job (or a lost answer
+        followed by a retry) finds the reply it made instead of posting a second one."""
+        text = with_marker(self._redact(body), kind, key)
+        pull = self.repo.get_pull(number)
+        for comment in pull.get_review_comments():
+            if comment.user.type == "Bot" and has_marker(comment.body, kind, key):
+                return PostedComment(comment.id, comment.html_url)
+        created = pull.create_review_comment_reply(comment_id, text)
+        return PostedComment(created.id, created.html_url)
+
     def pull_diff_files(self, number: int) -> list[tuple[str, str, str | None]]:
         """(filename, status, patch) of a pull request's files; patch is None for binary or huge files."""
         return [(f.filename, f.status, f.patch) for f in self.repo.get_pull(number).get_files()]
@@ -270,6 +294,19 @@ class RepoForge:
         text = body if has_marker(body, REVIEW_KIND, key) else with_marker(body, REVIEW_KIND, key)
         inline = [{**c, "body": self._redact(str(c["body"]))} if "body" in c else c for c in comments]
         return pull.create_review(body=text, event="COMMENT", comments=inline).id
+
+    @retried
+    def supersede_review(self, number: int, key: str, note: str) -> bool:
+        """Put `note` (which starts with `SUPERSEDED_PREFIX`) at the top of the review with this marker,
+        unless it is superseded already: a retry, or a later revision, leaves the first note as it is.
+        False when there is no such review (never posted, or the answer to it was lost for good)."""
+        note = self._redact(note)
+        for review in self.repo.get_pull(number).get_reviews():
+            if review.body and has_marker(review.body, REVIEW_KIND, key):
+                if not review.body.startswith(SUPERSEDED_PREFIX):
+                    review.edit(body=note + review.body)
+                return True
+        return False
 
     def pull_head(self, number: int) -> str:
         """The sha a pull request's head is at now (check runs go on it)."""

@@ -57,7 +57,7 @@ DEFAULT_BASE_URLS = {
 }
 DEFAULT_LIMITS = CallLimits()
 OPENAI_HOST = "api.openai.com"
-REASONING_EFFORT_MODELS = re.compile(r"^(gpt-5|o\d)")
+REASONING_EFFORT_MODELS = re.compile(r"^(gpt-[5-9]|o\d)")  # GPT-5 and later, the o-series
 REASONING_EFFORT = "medium"
 KIMI_NO_REASONING = " "  # what an assistant tool-call turn carries back when no reasoning was kept
 TOOL_ERROR_PREFIX = "ERROR: "  # the wire has no error flag on `tool` messages

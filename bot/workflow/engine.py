@@ -2,7 +2,8 @@
 
 It knows nothing of GitHub, Redis or RQ. What it needs from the outside comes in `RunServices`: a
 `Publisher` (the plan comment, the pull request, progress reports), the worktree, the model chain for an
-agent node, the validation commands, and a token for pushing. The same engine runs behind the webhook
+agent node, the validation commands, a token for pushing, and what the `evaluate` node judges with
+(`bot.workflow.evaluate`). The same engine runs behind the webhook
 (publishing to GitHub) and at a terminal (`archon-bot run`, publishing to a folder).
 
 Every node's state is in the run record and reported after each change. A node that fails stops the
@@ -31,6 +32,7 @@ from bot.validation.baseline import feedback
 from bot.validation.schema import ValidationRun
 from bot.validation.validator import Validator
 from bot.workflow import dag
+from bot.workflow.evaluate import Judging, judge_verdict, review_wanted
 from bot.workflow.report import pull_request_body, pull_request_title
 from bot.workflow.schema import AgentNode, BuiltinNode, ShellNode, Workflow
 from bot.workflow.templates import evaluate, render, render_shell
@@ -47,6 +49,7 @@ VALIDATE_TIMEOUT_S = 900
 NO_VALIDATION = (
     "No validation commands are configured (`validate:` in `.github/archon.yml`) and none were detected."
 )
+NO_EVALUATOR = "no evaluator is configured for this run"
 NOTHING_CHANGED = "the implementation changed no files, so there is nothing to validate or propose"
 
 
@@ -85,7 +88,8 @@ class RunServices:
     secrets: Sequence[str] = ()
     #: The one command runner (bubblewrap under the deployment's policy) for tools, validation, shell nodes.
     sandbox: Sandbox = field(default_factory=Sandbox)
-    evaluate: Callable[[RunRecord, dict[str, Any], NodeRun], dict[str, Any]] | None = None
+    #: The eval model's registry and settings for the `evaluate` node; None: that node fails, saying so.
+    evaluate: Judging | None = None
     push: bool = True  # `archon-bot run` keeps the branch local and writes the diff to its folder
     #: Exceptions that stop the whole job rather than fail a node (a job timeout from the queue).
     interrupts: tuple[type[BaseException], ...] = ()
@@ -383,9 +387,28 @@ class Engine:
         return {"url": url, "number": number or 0}
 
     def _evaluate(self, node: BuiltinNode, state: NodeRun, context: dict[str, Any]) -> dict[str, Any]:
-        if self.services.evaluate is None:
-            raise NodeFailedError("no evaluator is configured for this run")
-        return self.services.evaluate(self.record, context, state)
+        """Judge the change (`bot.workflow.evaluate`), keep the evaluation, post the review (and its check
+        run) through the publisher. A failed evaluation fails the node after its review is posted, so the
+        pull request says why; `_failed` then ends a run whose pull request exists as done."""
+        services = self.services
+        if services.evaluate is None:
+            raise NodeFailedError(NO_EVALUATOR)
+        verdict = judge_verdict(
+            self.record,
+            context,
+            state,
+            services.evaluate,
+            services.worktree,
+            services.validator,
+            services.guard,
+        )
+        self.record.evaluation = verdict.evaluation.model_dump(mode="json")
+        url = ""
+        if review_wanted(self.record):
+            url = services.publisher.post_review(self.record, verdict.body, verdict.comments)
+        if verdict.evaluation.status == "failed":
+            raise NodeFailedError(f"{verdict.headline()} (the review on the pull request says so)")
+        return {"text": verdict.headline(), "url": url}
 
     # --- helpers -------------------------------------------------------------------------------
 
