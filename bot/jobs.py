@@ -31,9 +31,8 @@ from bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config, reg
 from bot.runner import pull_evidence, run_on_github
 from bot.runs import RunRecord, RunState, RunStore, now
 from bot.settings import load_settings
-from bot.triage import Triage
+from bot.triage import Triage, run_of_pull
 from bot.triage import bot_login as _bot_login  # recognising the bot's own pull requests lives in triage
-from bot.triage import run_of_pull as _run_of_pull
 from bot.workflow.engine import Outcome
 from bot.workflow.schema import WorkflowError
 
@@ -164,7 +163,7 @@ def _evaluate_pull(task: CommandTask, judges: list[str]) -> str:
     pull = forge.repo.get_pull(task.issue)
     title, body = pull.title, pull.body or ""
     diff = diff_from_patches(forge.pull_diff_files(task.issue))
-    record = _run_of_pull(get_current_job().connection, task, pull, lambda: _bot_login(settings))
+    record = run_of_pull(get_current_job().connection, task, pull, lambda: _bot_login(settings))
     plan = str(record.nodes["plan"].outputs.get("text") or "") if record and "plan" in record.nodes else None
     config = parse_repo_config(forge.read_file(CONFIG_PATH))
     registry = registry_for(config, settings)

@@ -37,8 +37,7 @@ from bot.evaluation.signals import measure
 from bot.secrets import Redactor
 from tests.support import REPO
 from tests.test_evaluation_judge import case, judge, scores, submit
-from tests.test_triage import command, work
-from tests.test_workflow_run import RUNS, push_human_fix
+from tests.test_workflow_run import evaluate_human_fix
 
 DIFF = """\
 diff --git a/app.py b/app.py
@@ -279,12 +278,7 @@ DOCSTRING = 'def slugify(title: str) -> str:\n    """Letters and digits only, jo
 def test_the_review_on_github_carries_the_suggestion_block(
     github, redis_conn, remote, tmp_path, monkeypatch
 ) -> None:
-    judge_with_suggestions(tmp_path / "judges")
-    monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(tmp_path / "judges"))
-    push_human_fix(remote, tmp_path)
-    number = github.add_pull(REPO, head="human-fix", title="Fix slugify", author="someone")
-    command(github, redis_conn, "/archon evaluate", pull_request=True, issue=number)
-    work(redis_conn, RUNS)
+    number = evaluate_human_fix(github, redis_conn, remote, tmp_path, monkeypatch, judge_with_suggestions)
     [review] = github.reviews(REPO, number)
     assert review["comments"] == [
         {

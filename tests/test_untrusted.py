@@ -21,10 +21,11 @@ from bot.evaluation.signals import measure
 from bot.events import CommandTask, route
 from bot.github.auth import installation_github
 from bot.github.forge import RepoForge
-from bot.jobs import _bot_login, _run_of_pull
+from bot.jobs import _bot_login
 from bot.runs import RunRecord, RunState, RunStore
 from bot.sample_repo import FILES
 from bot.settings import load_settings
+from bot.triage import run_of_pull
 from bot.untrusted import NOTICE, clean, fence
 from bot.workflow.templates import TemplateError, render_shell
 from tests.support import APP_ID, INSTALLATION_ID, REPO, commented, labeled
@@ -333,7 +334,7 @@ def test_a_marker_counts_only_on_this_apps_pull_request_for_the_same_run(
     assert _bot_login(settings) == github.bot_login  # asked of GitHub as the App
 
     def found(number: int) -> RunRecord | None:
-        return _run_of_pull(
+        return run_of_pull(
             redis_conn, pull_task(number), forge.repo.get_pull(number), lambda: github.bot_login
         )
 

@@ -213,13 +213,20 @@ def push_human_fix(remote: Path, tmp_path: Path) -> None:
         subprocess.run(["git", *args], cwd=work, check=True, env=env)
 
 
-def test_evaluate_a_pull_request_a_person_wrote(github, redis_conn, remote, tmp_path, monkeypatch) -> None:
-    no_plan_judge(tmp_path / "judges")
+def evaluate_human_fix(github, redis_conn, remote, tmp_path, monkeypatch, write_judge) -> int:
+    """A person's pull request fixing slugify, scored by `/archon evaluate` with the judge that
+    `write_judge` scripts; returns the pull request's number."""
+    write_judge(tmp_path / "judges")
     monkeypatch.setenv("ARCHON_SCRIPTS_DIR", str(tmp_path / "judges"))
     push_human_fix(remote, tmp_path)
     number = github.add_pull(REPO, head="human-fix", title="Fix slugify", author="someone")
     command(github, redis_conn, "/archon evaluate", pull_request=True, issue=number)
     work(redis_conn, RUNS)
+    return number
+
+
+def test_evaluate_a_pull_request_a_person_wrote(github, redis_conn, remote, tmp_path, monkeypatch) -> None:
+    number = evaluate_human_fix(github, redis_conn, remote, tmp_path, monkeypatch, no_plan_judge)
     [review] = github.reviews(REPO, number)
     assert review["state"] == "COMMENTED" and "/ 60" in review["body"] and "n/a" in review["body"]
     assert review["comments"][0]["line"] == 6
