@@ -9,7 +9,7 @@ imports the job code.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +70,15 @@ class JobQueue:
     def ping(self) -> bool:
         return bool(self.connection.ping())
 
-    def accept_delivery(self, delivery_id: str, tasks: Sequence[Task]) -> list[str] | None:
-        """Enqueue a delivery's tasks exactly once. None if this delivery was seen before."""
+    def accept_delivery(
+        self,
+        delivery_id: str,
+        tasks: Sequence[Task],
+        also: Callable[[redis.client.Pipeline], object] | None = None,
+    ) -> list[str] | None:
+        """Enqueue a delivery's tasks exactly once. None if this delivery was seen before. `also` adds
+        commands to the same transaction (the web's delivery count), so they cost no round trip of
+        their own."""
         key = f"archon:delivery:{delivery_id}"
         queue = self.triage
         jobs = [self._triage_job(queue, task, index) for index, task in enumerate(tasks)]
@@ -82,6 +89,8 @@ class JobQueue:
                     return None
                 pipe.multi()
                 pipe.set(key, "1", ex=DELIVERY_TTL)
+                if also is not None:
+                    also(pipe)
                 for job in jobs:
                     queue.enqueue_job(job, pipeline=pipe)
                 pipe.execute()

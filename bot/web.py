@@ -27,7 +27,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from bot.events import Ignored, route
 from bot.logs import log_context
-from bot.metrics import QUEUES, Collector, MetricsStore, Outcome, live_workers
+from bot.metrics import QUEUES, Collector, MetricsStore, Outcome, count_in, live_workers
 from bot.payloads import PayloadError, describe, loads
 from bot.queue import JobQueue, connect
 from bot.sandbox import Sandbox, SandboxPolicy
@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
 
     def reply(answer: Answer) -> tuple[Response, int]:
         outcome, code, fields = answer
-        metrics.count("webhook_deliveries", outcome=outcome.value)
+        if outcome is not Outcome.ACCEPTED:  # an accepted one was counted in its accept transaction
+            metrics.count(DELIVERIES, outcome=outcome.value)
         return jsonify(fields), code
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -158,6 +159,14 @@ def create_app(settings: Settings | None = None, connection: redis.Redis | None 
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+#: The counter of deliveries by how the webhook answered (`archon_webhook_deliveries_total`).
+DELIVERIES = "webhook_deliveries"
+
+
+def _count_accepted(pipe: redis.client.Pipeline) -> None:
+    count_in(pipe, DELIVERIES, outcome=Outcome.ACCEPTED.value)
 
 
 def _receive(queue: JobQueue, metrics: MetricsStore, settings: Settings, secret: bytes) -> Answer:
@@ -205,7 +214,7 @@ def _dispatch(
     if isinstance(decision, Ignored):
         return Outcome.IGNORED, 200, {"delivery": delivery, "ignored": decision.reason}
     try:
-        job_ids = queue.accept_delivery(delivery, decision)
+        job_ids = queue.accept_delivery(delivery, decision, also=_count_accepted)
     except redis.RedisError as error:
         log.error("delivery %s not queued, Redis unreachable: %s", delivery, error)
         if isinstance(error, redis.ConnectionError | redis.TimeoutError):
