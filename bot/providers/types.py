@@ -137,6 +137,12 @@ class ModelResponse(_Frozen):
     latency_s: float = 0.0
     retries: int = Field(0, description="Attempts beyond the first (SDK retries and stream restarts).")
     stalls: int = Field(0, description="Streams that went quiet past the stall timeout and were retried.")
+    recoveries: tuple[str, ...] = Field(
+        (),
+        description="What the adapter repaired in this answer, one entry per repair (e.g. `leaked_tool_call` "
+        "per tool call parsed out of raw template markup in the text, `missing_done` for a stream that "
+        "ended on finish_reason without [DONE]): counted in the ledger, never silent.",
+    )
 
 
 class CallLimits(_Frozen):
