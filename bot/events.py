@@ -83,6 +83,9 @@ class CommandTask(_Task):
     changes_requested: bool = Field(
         False, description="A review requesting changes, no command: it revises only where opted in."
     )
+    review_id: int | None = Field(
+        None, description="The review that requested changes: its inline comments are the feedback."
+    )
 
 
 class LabelsTask(_Task):
@@ -253,6 +256,7 @@ def _review_submitted(
             via="review",
             request=request,
             changes_requested=True,
+            review_id=review.id,
         )
     ]
 

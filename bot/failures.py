@@ -220,6 +220,7 @@ def fail_revision(connection: redis.Redis, run_id: str, number: int, reason: str
     a revision already ended is left alone; the reply carries the revision's marker, so it is posted once."""
     from bot.github.auth import installation_github
     from bot.github.forge import RepoForge
+    from bot.publish import post_revision_check, pull_head_or_none
     from bot.revise import post_reply
     from bot.settings import load_settings
 
@@ -233,6 +234,9 @@ def fail_revision(connection: redis.Redis, run_id: str, number: int, reason: str
     revision.state, revision.summary, revision.finished_at = RunState.FAILED, reason, now()
     store.save(record)
     forge = RepoForge(installation_github(load_settings(), record.installation_id), record.config.repo)
+    head = pull_head_or_none(forge, record.pr_number)
+    if head is not None:  # its `Archon run` check run would otherwise stay "in progress" for ever
+        post_revision_check(forge, record, revision, head)
     text = REVISION_FAILED.format(number=number, kind=revision.kind, reason=reason)
     post_reply(forge, record, revision, f"@{revision.requested_by} {text}")
     return revision

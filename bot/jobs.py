@@ -9,6 +9,7 @@ hides the original error.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -25,12 +26,18 @@ from bot.limits import DailySpend, RunGuard
 from bot.logs import log_context
 from bot.metrics import observe_run
 from bot.providers.factory import build_chain
-from bot.publish import GitHubPublisher, post_evaluation_check
+from bot.publish import (
+    GitHubPublisher,
+    StatusEdits,
+    post_evaluation_check,
+    post_revision_check,
+    pull_head_or_none,
+)
 from bot.queue import JobQueue
 from bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config, registry_for
-from bot.runner import pull_evidence, run_on_github
-from bot.runs import RunRecord, RunState, RunStore, now
-from bot.settings import load_settings
+from bot.runner import git_workspace, pull_evidence, run_on_github
+from bot.runs import Revision, RunRecord, RunState, RunStore, now
+from bot.settings import Settings, load_settings
 from bot.triage import Triage, run_of_pull
 from bot.triage import bot_login as _bot_login  # recognising the bot's own pull requests lives in triage
 from bot.workflow.engine import Outcome
@@ -82,10 +89,6 @@ def on_triage_failure(job: Job, connection: Any, exc_type: type, value: BaseExce
 # --- runs ------------------------------------------------------------------------------------------
 
 
-def _update(forge: RepoForge, store: RunStore, record: RunRecord) -> None:
-    GitHubPublisher(forge, store, lambda: False).progress(record)
-
-
 def _load(connection: Any, run_id: str) -> tuple[RunStore, RunRecord]:
     store = RunStore(connection)
     record = store.load(run_id)
@@ -111,20 +114,38 @@ def _execute_run(job: Job, run_id: str) -> str:
     settings = load_settings()
     github, token = installation_client(settings, record.installation_id)
     forge = RepoForge(github, record.config.repo)
+    # One status writer for the whole job, so ARCHON_STATUS_INTERVAL holds from `running` to the end.
+    status = StatusEdits(forge, store, interval_s=settings.archon_status_interval)
+    try:
+        outcome = _drive(record, settings, forge, store, token, status)
+        GitHubPublisher(forge, store, lambda: False, status=status).finish(record)  # retried until it lands
+    finally:
+        status.close()  # a crash goes to `on_run_failure`: no coalesced edit may land after its status
+    observe_run(job.connection, record)
+    return f"run {run_id} {outcome.state}"
+
+
+def _drive(
+    record: RunRecord,
+    settings: Settings,
+    forge: RepoForge,
+    store: RunStore,
+    token: Callable[[], str],
+    status: StatusEdits,
+) -> Outcome:
+    """`running` on the status comment, the workflow, and the record brought to how it ended."""
     record.state, record.started_at, record.finished_at = RunState.RUNNING, now(), None
     record.error = record.summary = None
-    _update(forge, store, record)
+    status.show(record)
     try:
-        outcome = run_on_github(record, settings, forge, store, token)
+        outcome = run_on_github(record, settings, forge, store, token, status=status)
     except (RepoConfigError, WorkflowError) as error:
         outcome = Outcome(RunState.FAILED, f"Nothing was run: {error}")
         record.failed_node = None
     record.state, record.summary = outcome.state, outcome.summary
     record.error = outcome.summary if outcome.state is RunState.FAILED else None
     record.finished_at = now() if outcome.state is not RunState.WAITING else None
-    GitHubPublisher(forge, store, lambda: False).finish(record)  # retried until it lands
-    observe_run(job.connection, record)
-    return f"run {run_id} {outcome.state}"
+    return outcome
 
 
 def on_run_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
@@ -165,7 +186,7 @@ def _evaluate_pull(task: CommandTask, judges: list[str]) -> str:
     diff = diff_from_patches(forge.pull_diff_files(task.issue))
     record = run_of_pull(get_current_job().connection, task, pull, lambda: _bot_login(settings))
     plan = str(record.nodes["plan"].outputs.get("text") or "") if record and "plan" in record.nodes else None
-    config = parse_repo_config(forge.read_file(CONFIG_PATH))
+    config = parse_repo_config(_mirror_config(settings, task.repo, token))
     registry = registry_for(config, settings)
     slots = [(alias, build_chain(alias, registry, settings, node="evaluate")[0]) for alias in judges]
     evidence, files = pull_evidence(settings, token, task.repo, pull, config, plan or None)
@@ -185,6 +206,14 @@ def _evaluate_pull(task: CommandTask, judges: list[str]) -> str:
     min_score = config.evaluation.min_score
     post_evaluation_check(forge, task.issue, verdict.evaluation, min_score, f"eval-{task.delivery_id}")
     return verdict.headline()
+
+
+def _mirror_config(settings: Settings, repo: str, token: Callable[[], str]) -> str | None:
+    """`.github/archon.yml` of the default branch, from the synced mirror (as runs read it): the sync is
+    one the evidence needs anyway, and config and code then come from the same fetch."""
+    workspace = git_workspace(settings)
+    workspace.sync(repo, token=token())
+    return workspace.snapshot(repo, token=token()).read_file(CONFIG_PATH)
 
 
 def on_evaluate_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:
@@ -215,13 +244,24 @@ def _execute_revision(job: Job, run_id: str, number: int) -> str:
     forge = RepoForge(github, record.config.repo)
     revision.state = RunState.RUNNING
     store.save(record)
+    head = pull_head_or_none(forge, record.pr_number)  # the head its check run was queued on
+    if head is not None:
+        post_revision_check(forge, record, revision, head)
     try:
         revise.run_revision(record, revision, settings, forge, store, token)  # it records how it ended
     except (RepoConfigError, WorkflowError) as error:
         revise.finish(revision, Outcome(RunState.FAILED, f"Nothing was run: {error}"))
     store.save(record)
-    revise.reply(forge, record, revision)
+    _finish_revision_check(forge, record, revision, head)
+    revise.reply(forge, record, revision)  # the last write: what the maintainer waits for
     return f"revision {number} of {run_id} {revision.state}"
+
+
+def _finish_revision_check(forge: RepoForge, record: RunRecord, revision: Revision, head: str | None) -> None:
+    """Complete the revision's check run where it ran, and put the outcome on the new head too (the
+    revision's commit moved the pull request there, and a check shows on a pull request by its head)."""
+    for sha in dict.fromkeys(s for s in (head, pull_head_or_none(forge, record.pr_number)) if s):
+        post_revision_check(forge, record, revision, sha)
 
 
 def on_revision_failure(job: Job, connection: Any, exc_type: type, value: BaseException, tb: Any) -> None:

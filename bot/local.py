@@ -138,6 +138,7 @@ def run_record(
         push=False,
         sandbox=sandbox,
         evaluate=Judging(local.registry, settings),
+        forgiving_edits=settings.archon_forgiving_edits,
     )
     outcome = Engine(workflow, record, services).run()
     record.state, record.summary, record.finished_at = outcome.state, outcome.summary, now()

@@ -116,6 +116,12 @@ def count_in(pipe: redis.client.Pipeline, name: str, /, **labels: str) -> None:
     pipe.hincrby(HASH, _field(name, {k: str(v) for k, v in labels.items()}), 1)
 
 
+def increment(name: str, /, **labels: str) -> tuple[str, str, str, int]:
+    """The command adding one to a counter, for a script or transaction that runs it with its own
+    writes (`JobQueue.accept_delivery(also=…)`): built once, it costs nothing per delivery."""
+    return ("HINCRBY", HASH, _field(name, {k: str(v) for k, v in labels.items()}), 1)
+
+
 def count(connection: redis.Redis, name: str, /, *, by: float = 1, **labels: str) -> None:
     """Add to a counter (e.g. `count(conn, "github_write_retries", status="502")`). Never raises."""
     MetricsStore(connection).count(name, by=by, **labels)

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import requests
-from github import GithubException
-
 from bot.evaluation.review import CHECK_NAME, check_conclusion, render_check
 from bot.evaluation.schema import Evaluation
-from bot.github.forge import FINAL, ONCE, CheckRunSpec, RepoForge, RetryPolicy
+from bot.github.forge import FINAL, ONCE, WRITE_ERRORS, CheckRunSpec, PostedComment, RepoForge, RetryPolicy
 from bot.github.markers import with_marker
-from bot.runs import RunRecord, RunState, RunStore
+from bot.runs import Revision, RunRecord, RunState, RunStore
 from bot.secrets import default_redactor, describe_error
 from bot.status import STATUS_KIND, render_status
 
@@ -30,8 +28,6 @@ log = logging.getLogger(__name__)
 #: After a status edit fails, later progress edits are skipped this long (the record is still saved):
 #: an outage is not made worse by an edit per node, and the run is not slowed by their retries.
 PROGRESS_COOLDOWN_S = 30.0
-#: What a failed GitHub write raises (API errors, connections lost or timed out).
-WRITE_ERRORS = (GithubException, requests.RequestException)
 
 PLAN_KIND = "plan"
 RUN_CHECK = "Archon run"
@@ -40,6 +36,9 @@ RUN_CONCLUSIONS = {RunState.DONE: "success", RunState.FAILED: "failure", RunStat
 RUN_CHECK_TITLES = {RunState.DONE: "Done", RunState.FAILED: "Failed", RunState.CANCELLED: "Cancelled"}
 RUNNING_TITLE = "Running"
 RUNNING_SUMMARY = "Archon run `{run_id}` is working on this pull request; {where} shows its progress."
+#: A revision's check run key, the same as its evaluation review's (`bot.revise.REVIEW_KEY`).
+REVISION_KEY = "{run_id}-v{number}"
+REVISION_SUMMARY = "Revision {number} ({kind}) of Archon run `{run_id}` on this pull request."
 SUPERSEDED = "> ⚠️ **Superseded** by [a revised plan]({url}).\n\n"
 
 
@@ -82,9 +81,15 @@ def post_evaluation_check(
     return _best_effort(
         f"check run for evaluation {key}",
         lambda: forge.create_check_run(
-            evaluation_check(evaluation, forge.pull_head(number), min_score, key, url)
+            evaluation_check(evaluation, head_of(forge, number), min_score, key, url)
         ),
     )
+
+
+def head_of(forge: RepoForge, number: int) -> str:
+    """The pull request's head: as GitHub answered when this job opened it (the run's own push, no read
+    needed), else read from GitHub (a pull request people pushed to, or one an earlier job opened)."""
+    return forge.opened_head(number) or forge.pull_head(number)
 
 
 def _best_effort(what: str, write: Callable[[], int]) -> int | None:
@@ -117,9 +122,162 @@ def run_check(record: RunRecord, head_sha: str) -> CheckRunSpec:
     )
 
 
+def revision_check(record: RunRecord, revision: Revision, head_sha: str) -> CheckRunSpec:
+    """The `Archon run` check run of one revision (its own external id): queued when triage enqueues it,
+    in progress while its job runs, completed with its outcome."""
+    key = REVISION_KEY.format(run_id=record.run_id, number=revision.number)
+    if revision.state in RUN_CONCLUSIONS:
+        title, status = RUN_CHECK_TITLES[revision.state], "completed"
+        summary, conclusion = revision.summary or revision.state.value, RUN_CONCLUSIONS[revision.state]
+    else:
+        queued = revision.state is RunState.QUEUED
+        title, status, conclusion = (
+            ("Queued" if queued else RUNNING_TITLE),
+            ("queued" if queued else "in_progress"),
+            None,
+        )
+        summary = REVISION_SUMMARY.format(number=revision.number, kind=revision.kind, run_id=record.run_id)
+    return CheckRunSpec(
+        name=RUN_CHECK, head_sha=head_sha, external_id=key, status=status, conclusion=conclusion,
+        title=title, summary=summary, details_url=record.pr_url,
+    )  # fmt: skip
+
+
+def post_revision_check(forge: RepoForge, record: RunRecord, revision: Revision, head_sha: str) -> None:
+    """Best-effort: the revision's check run on `head_sha`, brought to the revision's state."""
+    _best_effort(
+        f"run {record.run_id}: check run of revision {revision.number}",
+        lambda: forge.create_check_run(revision_check(record, revision, head_sha)),
+    )
+
+
+def pull_head_or_none(forge: RepoForge, number: int | None) -> str | None:
+    """The pull request's head sha, or None (logged) when it cannot be read: check runs are best-effort."""
+    if number is None:
+        return None
+    try:
+        return forge.pull_head(number)
+    except WRITE_ERRORS as error:
+        log.warning("the head of #%s could not be read (%s); no check run", number, describe_error(error))
+        return None
+
+
+class StatusEdits:
+    """The status comment of one run, edited at most once per `interval_s` while the run goes.
+
+    A change that comes sooner is not lost: its body is rendered at once (the record keeps changing)
+    and written when the interval has passed, by a timer, unless a later change or the final state
+    supersedes it first. `final` always writes, retried; `close` drops what is pending and waits for an
+    edit in flight, so nothing stale can land after another writer's final state (`bot.failures`).
+    A failed edit pauses edits for `cooldown_s`: an outage is not made worse by an edit per node."""
+
+    def __init__(
+        self,
+        forge: RepoForge,
+        store: RunStore,
+        *,
+        interval_s: float = 0.0,
+        cooldown_s: float = PROGRESS_COOLDOWN_S,
+        final_policy: RetryPolicy = FINAL,
+    ) -> None:
+        self.forge, self.store = forge, store
+        self.interval_s, self.cooldown_s, self.final_policy = interval_s, cooldown_s, final_policy
+        self._lock = threading.Lock()
+        self._next_at = 0.0  # monotonic time before which no progress edit is sent
+        self._pending: tuple[RunRecord, str] | None = None
+        self._timer: threading.Timer | None = None
+        self._closed = False
+        self._moved: PostedComment | None = None  # a comment the timer had to post anew (it was deleted)
+
+    def show(self, record: RunRecord) -> None:
+        """Save the record; edit the status comment now if the interval allows, else later (coalesced)."""
+        with self._lock:
+            self._adopt(record)
+        self.store.save(record)
+        body = render_status(record)
+        with self._lock:
+            if self._closed:
+                return
+            wait = self._next_at - time.monotonic()
+            if record.status_comment_id is None or wait <= 0:
+                self._drop_pending()
+                self._edit(record, body)
+            else:
+                self._pending = (record, body)
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._flush)
+                    self._timer.daemon = True
+                    self._timer.start()
+
+    def final(self, record: RunRecord) -> None:
+        """Save the record and write its state, retried within `final_policy`; raises if it never lands."""
+        with self._lock:
+            self._drop_pending()
+            self._adopt(record)
+            self.store.save(record)
+            self._write(record, render_status(record), self.forge.with_policy(self.final_policy))
+
+    def close(self) -> None:
+        """No more progress edits from this object (pending ones are dropped; one in flight finishes)."""
+        with self._lock:
+            self._closed = True
+            self._drop_pending()
+
+    def _flush(self) -> None:
+        with self._lock:
+            pending, self._pending, self._timer = self._pending, None, None
+            if pending is not None and not self._closed:
+                self._edit(*pending, timer=True)
+
+    def _adopt(self, record: RunRecord) -> None:
+        """Where the timer's edit had to post the comment anew, the record learns it (in the run's
+        thread: the timer never touches the record, which the run keeps changing)."""
+        if self._moved is not None:
+            record.status_comment_id, record.status_comment_url = self._moved.id, self._moved.html_url
+            self._moved = None
+
+    def _drop_pending(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._pending, self._timer = None, None
+
+    def _edit(self, record: RunRecord, body: str, *, timer: bool = False) -> None:
+        """One best-effort edit (held lock): a failure is logged and starts the cool-down."""
+        self._next_at = time.monotonic() + self.interval_s
+        try:
+            if timer:
+                self._moved = _put_status(self.forge.with_policy(ONCE), record, body)
+                if self._moved.id == record.status_comment_id:
+                    self._moved = None
+            else:
+                self._write(record, body, self.forge.with_policy(ONCE))
+        except WRITE_ERRORS as error:
+            self._next_at = time.monotonic() + max(self.cooldown_s, self.interval_s)
+            log.warning(
+                "run %s: status comment not updated (%s); the record is saved, edits pause for %.0fs",
+                record.run_id,
+                describe_error(error),
+                self.cooldown_s,
+            )
+
+    def _write(self, record: RunRecord, body: str, forge: RepoForge) -> None:
+        posted = _put_status(forge, record, body)
+        if (posted.id, posted.html_url) != (record.status_comment_id, record.status_comment_url):
+            record.status_comment_id, record.status_comment_url = posted.id, posted.html_url
+            self.store.save(record)
+
+
+def _put_status(forge: RepoForge, record: RunRecord, body: str) -> PostedComment:
+    if record.status_comment_id is None:
+        return forge.upsert_comment(record.config.issue, STATUS_KIND, record.run_id, body)
+    return forge.edit_comment(record.config.issue, record.status_comment_id, STATUS_KIND, record.run_id, body)
+
+
 class GitHubPublisher:
     """Plans, the pull request and reviews through the forge (retried writes); the status comment
-    best-effort while the run goes (`progress`) and retried until it lands at the end (`finish`)."""
+    best-effort and coalesced while the run goes (`progress`, `StatusEdits`) and retried until it lands
+    at the end (`finish`). The run's check run is created in progress with the pull request and
+    completed once, by id, when the run ends."""
 
     def __init__(
         self,
@@ -130,12 +288,14 @@ class GitHubPublisher:
         final_policy: RetryPolicy = FINAL,
         cooldown_s: float = PROGRESS_COOLDOWN_S,
         min_score: int | None = None,
+        status: StatusEdits | None = None,
     ) -> None:
-        """`min_score`: the repository's `evaluation.min_score` (the evaluation check run's conclusion)."""
+        """`min_score`: the repository's `evaluation.min_score` (the evaluation check run's conclusion).
+        `status`: the job's status comment writer (shared by every publisher of the job, so its interval
+        holds across them); by default one that writes every change."""
         self.forge, self.store, self.gated = forge, store, gated
         self.min_score = min_score
-        self.final_policy, self.cooldown_s = final_policy, cooldown_s
-        self._quiet_until = 0.0
+        self.status = status or StatusEdits(forge, store, cooldown_s=cooldown_s, final_policy=final_policy)
 
     def post_plan(self, record: RunRecord, text: str) -> str:
         key = f"{record.run_id}-{record.revision}"
@@ -156,7 +316,7 @@ class GitHubPublisher:
     def open_pr(self, record: RunRecord, title: str, body: str) -> tuple[int | None, str]:
         assert record.branch and record.default_branch
         posted = self.forge.open_draft_pull(record.branch, record.default_branch, title, body, record.run_id)
-        self._run_check(record, posted.id, self.forge)
+        self._run_check(record, posted.id)
         return posted.id, posted.html_url
 
     def post_review(self, record: RunRecord, body: str, comments: list[dict]) -> str:
@@ -170,39 +330,27 @@ class GitHubPublisher:
             )
         return record.pr_url or ""
 
-    def _run_check(self, record: RunRecord, number: int, forge: RepoForge) -> None:
-        """The run's check run on the pull request's head, brought to the record's state (best-effort)."""
+    def _run_check(self, record: RunRecord, number: int) -> None:
+        """The run's check run on the pull request's head, brought to the record's state (best-effort):
+        one create (or, after a lost answer, the edit of what it made) and, at the end, one edit."""
         _best_effort(
             f"run {record.run_id}: check run",
-            lambda: forge.create_check_run(run_check(record, forge.pull_head(number))),
+            lambda: self.forge.create_check_run(run_check(record, head_of(self.forge, number))),
         )
 
     def progress(self, record: RunRecord) -> None:
-        """Save the record, then edit the status comment, best-effort (every node change).
+        """Save the record, then edit the status comment, best-effort and coalesced (`StatusEdits`).
 
-        A failed edit never fails the run: it is logged, and edits pause for `cooldown_s`; the record
+        A failed edit never fails the run: it is logged, and edits pause for a while; the record
         in Redis is already saved, and the terminal state goes out through `finish`, which retries.
         """
-        self.store.save(record)
-        if time.monotonic() < self._quiet_until:
-            return
-        try:
-            self._show(record, self.forge.with_policy(ONCE))
-        except WRITE_ERRORS as error:
-            self._quiet_until = time.monotonic() + self.cooldown_s
-            log.warning(
-                "run %s: status comment not updated (%s); the record is saved, edits pause for %.0fs",
-                record.run_id,
-                describe_error(error),
-                self.cooldown_s,
-            )
+        self.status.show(record)
 
     def finish(self, record: RunRecord) -> bool:
         """Save the record, then write its terminal state (done, failed, cancelled, waiting) to the status
         comment, retried until it lands within `final_policy`. False (logged) if it never did."""
-        self.store.save(record)
         try:
-            self._show(record, self.forge.with_policy(self.final_policy))
+            self.status.final(record)
         except WRITE_ERRORS as error:
             log.error(
                 "run %s: the final status (%s) could not be written to GitHub: %s",
@@ -212,19 +360,12 @@ class GitHubPublisher:
             )
             return False
         if record.pr_number is not None and record.state in RUN_CONCLUSIONS:
-            self._run_check(record, record.pr_number, self.forge)
+            self._run_check(record, record.pr_number)
         return True
 
-    def _show(self, record: RunRecord, forge: RepoForge) -> None:
-        body = render_status(record)
-        if record.status_comment_id is None:
-            posted = forge.upsert_comment(record.config.issue, STATUS_KIND, record.run_id, body)
-        else:
-            posted = forge.edit_comment(
-                record.config.issue, record.status_comment_id, STATUS_KIND, record.run_id, body
-            )
-        record.status_comment_id, record.status_comment_url = posted.id, posted.html_url
-        self.store.save(record)
+    def close(self) -> None:
+        """The run's job is over: no progress edit may land after this (pending ones are dropped)."""
+        self.status.close()
 
 
 class FolderPublisher:

@@ -1,16 +1,23 @@
 """The durable queue: RQ on Redis, with two queues so triage never waits behind a long run.
 
-`accept_delivery` is the web handler's only write: it records the delivery id (SET NX, 3-day TTL) and
-enqueues the triage jobs in one MULTI/EXEC transaction, so a 2xx always means the work is in Redis and
-a redelivery never enqueues twice. Job functions are referenced by dotted name: the web process never
-imports the job code.
+`accept_delivery` is the web handler's only write, and its only Redis round trip: one Lua script sets
+the delivery id (SET NX, 4-day TTL) and, only if that set it, writes the triage jobs exactly as RQ's own
+`Queue.enqueue_job` would. What RQ writes for a triage job is recorded once per process from RQ itself
+(`Queue.enqueue_job(pipeline=…)` on a pipeline that is never sent) and becomes that script; a delivery
+sends only what differs from job to job (id, serialized arguments, description, timestamps). The
+template is checked against a second recording when it is built, so an RQ that writes differently
+fails at the first delivery, loudly, instead of writing jobs its workers misread. A 2xx always means
+the work is in Redis and a redelivery never enqueues twice. Job functions are referenced by dotted
+name: the web process never imports the job code.
 """
 
 from __future__ import annotations
 
+import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -19,6 +26,7 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from bot.events import Task, TaskEnvelope
+from bot.rq_template import SLOTS, JobTemplate, build, now_stamp
 
 TRIAGE_QUEUE = "archon-triage"
 RUNS_QUEUE = "archon-runs"
@@ -41,6 +49,39 @@ ACTIVE_STATES = {
 }
 
 
+#: Every triage job's options: the same for all, so one recorded template (`bot.rq_template`) serves all.
+TRIAGE_FUNC = "bot.jobs.triage"
+TRIAGE_RETRY = Retry(max=2, interval=[5, 30])
+TRIAGE_ON_FAILURE = Callback("bot.jobs.on_triage_failure")
+
+
+def _triage_id(delivery_id: str, index: int) -> str:
+    return f"triage-{delivery_id}-{index}"
+
+
+def _triage_args(task: Task) -> tuple[dict[str, Any]]:
+    return (TaskEnvelope(task=task).model_dump(mode="json"),)
+
+
+def _triage_description(task: Task) -> str:
+    return f"triage {task.kind} {task.delivery_id}"
+
+
+def _new_triage_job(queue: Queue, job_id: str, args: tuple[Any, ...], description: str) -> Job:
+    """A triage job as RQ makes it; everything but the id, arguments and description is fixed here."""
+    return queue.create_job(
+        TRIAGE_FUNC,
+        args=args,
+        job_id=job_id,
+        timeout=TRIAGE_TIMEOUT,
+        result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+        retry=TRIAGE_RETRY,
+        on_failure=TRIAGE_ON_FAILURE,
+        description=description,
+    )
+
+
 class ActiveRunError(RuntimeError):
     """The same configuration is already queued or running on this issue."""
 
@@ -48,6 +89,42 @@ class ActiveRunError(RuntimeError):
         super().__init__(f"job {job.id} is {status}")
         self.job = job
         self.status = status
+
+
+#: Set the delivery key if it is new and, only then, run the `also` commands (ARGV[3 .. 2 + ARGV[2]], each
+#: as its argument count and its arguments) and write each job from the template (`bot.rq_template`),
+#: its `SLOTS` values after them.
+#: 1 if they ran, 0 if the delivery was seen before. Atomic like MULTI/EXEC (a script runs alone), and
+#: like it without rollback: RQ's writes cannot fail on types they wrote themselves.
+_ACCEPT_SCRIPT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local i, last = 3, 2 + tonumber(ARGV[2])
+while i <= last do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+while i <= #ARGV do
+  local v = {unpack(ARGV, i, i + %(slots)d - 1)}
+%(job)s
+  i = i + %(slots)d
+end
+return 1
+"""
+#: A command run with an accepted delivery's enqueue: its name and arguments (`bot.metrics.increment`).
+Also = Sequence[str | int]
+
+
+def script_args(ttl: int, also: Sequence[Also], jobs: Sequence[Sequence[Any]]) -> list[Any]:
+    """ARGV of the accept script: the TTL, the `also` commands (their total length first, then each as
+    its length and its arguments), then each job's slot values."""
+    args: list[Any] = [ttl, sum(len(command) + 1 for command in also)]
+    for command in also:
+        args.append(len(command))
+        args.extend(command)
+    for values in jobs:
+        args.extend(values)
+    return args
 
 
 def connect(url: str) -> redis.Redis:
@@ -59,58 +136,48 @@ def connect(url: str) -> redis.Redis:
 class JobQueue:
     connection: redis.Redis
 
-    @property
+    @cached_property
     def triage(self) -> Queue:
         return Queue(TRIAGE_QUEUE, connection=self.connection)
 
-    @property
+    @cached_property
     def runs(self) -> Queue:
         return Queue(RUNS_QUEUE, connection=self.connection)
+
+    @cached_property
+    def _triage_template(self) -> JobTemplate:
+        return build(self.triage, _new_triage_job)
+
+    @cached_property
+    def _accept(self) -> redis.commands.core.Script:
+        job = textwrap.indent(self._triage_template.lua(), "  ")
+        return self.connection.register_script(_ACCEPT_SCRIPT % {"slots": len(SLOTS), "job": job})
 
     def ping(self) -> bool:
         return bool(self.connection.ping())
 
     def accept_delivery(
-        self,
-        delivery_id: str,
-        tasks: Sequence[Task],
-        also: Callable[[redis.client.Pipeline], object] | None = None,
+        self, delivery_id: str, tasks: Sequence[Task], also: Sequence[Also] = ()
     ) -> list[str] | None:
-        """Enqueue a delivery's tasks exactly once. None if this delivery was seen before. `also` adds
-        commands to the same transaction (the web's delivery count), so they cost no round trip of
-        their own."""
+        """Enqueue a delivery's tasks exactly once, in one round trip. None if this delivery was seen
+        before. `also` are commands (the web's delivery count) that run only with the enqueue, in the
+        same script, so they cost no round trip of their own."""
+        template, stamp = self._triage_template, now_stamp()
+        job_ids = [_triage_id(delivery_id, index) for index in range(len(tasks))]
+        jobs = [
+            template.values(job_id, _triage_args(task), _triage_description(task), stamp, stamp)
+            for job_id, task in zip(job_ids, tasks, strict=True)
+        ]
         key = f"archon:delivery:{delivery_id}"
-        queue = self.triage
-        jobs = [self._triage_job(queue, task, index) for index, task in enumerate(tasks)]
-        with self.connection.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                if pipe.exists(key):
-                    return None
-                pipe.multi()
-                pipe.set(key, "1", ex=DELIVERY_TTL)
-                if also is not None:
-                    also(pipe)
-                for job in jobs:
-                    queue.enqueue_job(job, pipeline=pipe)
-                pipe.execute()
-            except redis.WatchError:
-                return None  # the same delivery raced us and won
-        return [job.id for job in jobs]
+        if not self._accept(keys=[key], args=script_args(DELIVERY_TTL, also, jobs)):
+            return None
+        return job_ids
 
     @staticmethod
     def _triage_job(queue: Queue, task: Task, index: int) -> Job:
-        return queue.create_job(
-            "bot.jobs.triage",
-            args=(TaskEnvelope(task=task).model_dump(mode="json"),),
-            job_id=f"triage-{task.delivery_id}-{index}",
-            timeout=TRIAGE_TIMEOUT,
-            result_ttl=24 * 3600,
-            failure_ttl=7 * 24 * 3600,
-            retry=Retry(max=2, interval=[5, 30]),
-            on_failure=Callback("bot.jobs.on_triage_failure"),
-            description=f"triage {task.kind} {task.delivery_id}",
-        )
+        """The job RQ itself would make for a task (what the accept script writes, field for field)."""
+        args, description = _triage_args(task), _triage_description(task)
+        return _new_triage_job(queue, _triage_id(task.delivery_id, index), args, description)
 
     def active_status(self, job_id: str) -> str | None:
         """The RQ status of a job if it is queued or running, else None."""

@@ -9,23 +9,22 @@ so a revision never force-pushes and never opens a second pull request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.conventions import read_conventions
 from bot.evaluation.schema import Evaluation
-from bot.github.forge import SUPERSEDED_PREFIX, RepoForge
-from bot.publish import WRITE_ERRORS, GitHubPublisher, post_evaluation_check
+from bot.github.forge import SUPERSEDED_PREFIX, InlineComment, RepoForge
+from bot.publish import REVISION_KEY, WRITE_ERRORS, GitHubPublisher, post_evaluation_check
 from bot.repo_config import CONFIG_PATH, parse_repo_config, registry_for
 from bot.runconfig import ResolvedModel
-from bot.runner import execute
+from bot.runner import execute, git_workspace
 from bot.runs import NodeState, Revision, RunRecord, RunState, RunStore, now
 from bot.settings import Settings
 from bot.triggers import Role
 from bot.workflow.engine import Outcome
 from bot.workflow.report import pull_request_body
 from bot.workflow.schema import REPO_DIR, WorkflowError, load_workflows
-from bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,24 @@ SEEDED = {"revise": ("explore", "plan", "post-plan"), "replan": ("explore",)}
 MAX_DIFF_CHARS = 60_000
 BRANCH_GONE = "the pull request's branch `{branch}` is no longer on the remote, so there is nothing to revise"
 REPLY = "revision {number} ({kind}): {summary}\n\n{commit} A fresh evaluation is posted as a review."
-REVIEW_KEY = "{run_id}-v{number}"
+REVIEW_KEY = REVISION_KEY
 REPLY_KIND = "reply"
+INLINE_HEADING = "The review's comments on the diff:"
 REVIEW_SUPERSEDED = SUPERSEDED_PREFIX + " by [the evaluation of revision {number}]({url}).\n\n"
+
+
+def review_feedback(body: str, comments: Sequence[InlineComment]) -> str:
+    """A review's feedback: its body, then each inline comment with its file, line and diff hunk (a
+    "changes requested" review often says everything in those comments and nothing in its body)."""
+    if not comments:
+        return body
+    parts = [body, "", INLINE_HEADING]
+    for comment in comments:
+        where = f"`{comment.path}`" + (f" line {comment.line}" if comment.line else "")
+        parts += ["", f"On {where}:", comment.body.strip()]
+        if comment.diff_hunk:
+            parts += ["```diff", comment.diff_hunk, "```"]
+    return "\n".join(parts)
 
 
 def feedback_text(revision: Revision, diff: str) -> str:
@@ -130,9 +144,9 @@ def run_revision(
 ) -> Outcome:
     """Check out the pull request's branch, run the `revise` workflow there, and tell the maintainer.
     The repository's config, workflows and conventions come from the synced mirror, as in a run."""
-    workspace = Workspace(settings.archon_data_dir / "git", settings.github_git_url)
+    workspace = git_workspace(settings)
     workspace.sync(record.config.repo, token=token())
-    files = workspace.snapshot(record.config.repo)
+    files = workspace.snapshot(record.config.repo, token=token())
     config = parse_repo_config(files.read_file(CONFIG_PATH))
     workflows = load_workflows(files.read_dir(REPO_DIR))
     if WORKFLOW not in workflows:

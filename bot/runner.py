@@ -25,18 +25,18 @@ from bot.limits import DailySpend, RunGuard, deployment_limits, effective_limits
 from bot.providers.factory import build_chain
 from bot.providers.registry import ModelRegistry
 from bot.providers.types import ModelSlot
-from bot.publish import GitHubPublisher
+from bot.publish import GitHubPublisher, StatusEdits
 from bot.repo_config import CONFIG_PATH, RepoConfig, parse_repo_config, registry_for
 from bot.runs import IssueInfo, RunRecord, RunState, RunStore
 from bot.sandbox import Sandbox, SandboxPolicy
 from bot.settings import Settings
 from bot.validation.detect import detect
 from bot.validation.schema import Evidence
-from bot.validation.validator import Validator, evidence_between
+from bot.validation.validator import Validator, evidence_between, merge_base
 from bot.workflow.engine import Engine, Outcome, Publisher, RunServices, gated
 from bot.workflow.evaluate import Judging, script_variant
 from bot.workflow.schema import REPO_DIR, AgentNode, Workflow, WorkflowError, load_workflows
-from bot.workspace import Workspace, Worktree
+from bot.workspace import REMOTE_REFS, Workspace, Worktree, git_text
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,12 @@ def pull_evidence(
         return None, None
     workspace = git_workspace(settings)
     mirror = workspace.sync(repo, token=token())
+    base = f"refs/remotes/origin/{pull.base.ref}"
+    # `evidence_between` clones with --shared, which cannot fetch lazily: a partial mirror hydrates first
+    workspace.hydrate(repo, [pull.head.sha, merge_base(mirror, base, pull.head.sha)], token=token())
     evidence = evidence_between(
         mirror,
-        f"refs/remotes/origin/{pull.base.ref}",
+        base,
         pull.head.sha,
         validate=config.validate_commands,
         setup=config.setup_commands,
@@ -124,6 +127,7 @@ def run_on_github(
     store: RunStore,
     token: Callable[[], str],
     publisher: Publisher | None = None,
+    status: StatusEdits | None = None,
 ) -> Outcome:
     """Everything one run job does after the record says `running`.
 
@@ -131,20 +135,22 @@ def run_on_github(
     benchmark cell, an older record) reads it from GitHub, once, and keeps that for its retries.
     The repository's files — `.github/archon.yml`, its workflows, its conventions — come from the mirror
     the run syncs anyway, at the default branch's commit the worktree then starts from: one fetch, and
-    config and code that agree, rather than a contents-API call per file.
+    config and code that agree, rather than a contents-API call per file. The default branch too: the
+    mirror's `origin/HEAD` is the remote's, so no `GET /repos/{repo}`.
+    `status`: the job's status comment writer (its interval spans the whole job).
     """
     if record.issue is None:
         title, body, url = forge.issue(record.config.issue)
         record.issue = IssueInfo(number=record.config.issue, title=title, body=body, url=url)
-    record.default_branch = record.default_branch or forge.default_branch()
     workspace = git_workspace(settings)
-    workspace.sync(record.config.repo, token=token())
-    files = workspace.snapshot(record.config.repo)
+    mirror = workspace.sync(record.config.repo, token=token())
+    record.default_branch = record.default_branch or mirror_default_branch(mirror)
+    files = workspace.snapshot(record.config.repo, token=token())
     config = parse_repo_config(files.read_file(CONFIG_PATH))
     workflow = pick_workflow(record, files.read_dir(REPO_DIR))
     registry = registry_for(config, settings)
     publisher = publisher or GitHubPublisher(
-        forge, store, lambda: gated(workflow, record), min_score=config.evaluation.min_score
+        forge, store, lambda: gated(workflow, record), min_score=config.evaluation.min_score, status=status
     )
     workspace.cleanup(settings.archon_keep_failed_hours * 3600)
     return execute_in(
@@ -170,9 +176,17 @@ class RunSetup:
     token: Callable[[], str | None]
 
 
+def mirror_default_branch(mirror: Path) -> str:
+    """The remote's default branch, as the mirror's last fetch recorded it (`refs/remotes/origin/HEAD`)."""
+    ref = git_text(["symbolic-ref", f"{REMOTE_REFS}/HEAD"], cwd=mirror).strip()
+    return ref.removeprefix(f"{REMOTE_REFS}/")
+
+
 def git_workspace(settings: Settings) -> Workspace:
     """The deployment's mirrors and worktrees (`<data dir>/git`), fetched from the GitHub git host."""
-    return Workspace(settings.archon_data_dir / "git", settings.github_git_url)
+    return Workspace(
+        settings.archon_data_dir / "git", settings.github_git_url, partial=settings.archon_git_partial_clone
+    )
 
 
 def execute_in(
@@ -236,6 +250,7 @@ def execute(
         secrets=secrets,
         sandbox=sandbox,
         evaluate=Judging(registry, settings),
+        forgiving_edits=settings.archon_forgiving_edits,
         interrupts=(JobTimeoutException,),
         conventions=conventions,
     )

@@ -60,6 +60,9 @@ class NodeRun(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     providers: dict[str, ProviderStats] = Field(default_factory=dict)
+    models: dict[str, ProviderStats] = Field(
+        default_factory=dict, description="The same counters per `provider/model`, for the cost table."
+    )
     outputs: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
 

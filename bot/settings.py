@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     github_request_interval: float = Field(
         0.25, ge=0, description="Seconds PyGithub waits between any two calls (PyGithub's default)."
     )
+    archon_git_partial_clone: bool = Field(
+        False,
+        description="New mirrors are blobless partial clones (--filter=blob:none) where the remote allows it "
+        "(a full mirror where it refuses): a large history's first run fetches half as much. Off by default: "
+        "a sandboxed command reading old history (`git log -p`) cannot fetch the blobs it lacks.",
+    )
+    archon_status_interval: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds between two edits of a run's status comment while it runs (changes in between "
+        "are coalesced into the next edit; the final state is always written). 0 writes every change.",
+    )
     redis_url: str | None = Field(None, description="Redis URL; unset means embedded Redis.")
     archon_data_dir: DataDir = Field(
         Path(".archon"),
@@ -129,6 +141,11 @@ class Settings(BaseSettings):
     # Limits the operator owns (docs/security.md "Limits"): repositories and workflows only lower them.
     archon_max_node_usd: float = Field(10.0, gt=0, description="Dollars one agent node may spend at most.")
     archon_max_run_usd: float = Field(30.0, gt=0, description="Dollars one run may spend over all its nodes.")
+    archon_forgiving_edits: bool = Field(
+        True,
+        description="Edit tools forgive line-number prefixes, whitespace and indentation when old_string is "
+        "not found exactly, applying only a unique match (docs/providers.md); false: exact matches only.",
+    )
     archon_max_turns: int = Field(60, gt=0, description="Model calls one agent node may make at most.")
     archon_max_wall_s: float = Field(3600, gt=0, description="Seconds one agent node may take at most.")
     archon_daily_usd_per_installation: float = Field(

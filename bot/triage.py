@@ -22,10 +22,11 @@ from bot.commands import COMMANDS, READ_ONLY, CommandName, help_text, wrong_plac
 from bot.events import CommandTask
 from bot.failures import dead_reason, fail_run
 from bot.github.auth import app_integration
-from bot.github.forge import RepoForge
+from bot.github.forge import InlineComment, RepoForge
 from bot.limits import DailySpend, active_runs, cells_refusal, concurrency_refusal, panel_refusal
 from bot.providers.pricing import prices_date, prices_text
 from bot.providers.registry import ModelRegistry, unpriced_refusal
+from bot.publish import post_revision_check, pull_head_or_none
 from bot.queue import ActiveRunError, JobQueue
 from bot.repo_config import (
     CONFIG_PATH,
@@ -36,6 +37,7 @@ from bot.repo_config import (
     role_defaults,
     within_deployment,
 )
+from bot.revise import review_feedback
 from bot.runconfig import RunConfig, UnknownModelError, resolve_run
 from bot.runner import pick_workflow
 from bot.runs import (
@@ -68,6 +70,8 @@ NOT_OURS = (
     "I can only revise pull requests Archon Bot opened for one of its runs in this repository; "
     "#{number} is not one, so nothing was started. Use `/archon evaluate` to score it instead."
 )
+#: A review's state when it requested changes, as the REST API spells it.
+CHANGES_REQUESTED = "CHANGES_REQUESTED"
 REVISION_BUSY = "run `{run_id}` is still {state}; try again when it has finished."
 REVISING = "{what} #{number} on its branch with your feedback (revision {revision}); I will reply here."
 
@@ -479,6 +483,10 @@ class Triage:
             revision = self._new_revision(record, kind, request)
             record.revisions.append(revision)
             self.store.save(record)
+            # its `Archon run` check run, queued: before the job exists, so it can never overtake the
+            # job's `in_progress`
+            if head := pull_head_or_none(self.forge, record.pr_number):
+                post_revision_check(self.forge, record, revision, head)
         timeout = self.settings.archon_run_timeout
         self.queue.enqueue_revision(revision.job_id, record.run_id, revision.number, timeout)
         what = "re-planning and implementing" if kind == "replan" else "revising"
@@ -511,16 +519,27 @@ class Triage:
                 diff_hunk=ref.diff_hunk,
                 earlier=earlier,
             )
+        feedback = request.feedback
+        if task.changes_requested:  # the review's inline comments are the feedback too
+            feedback = review_feedback(feedback, self._review_comments())
         return Revision(
             number=len(record.revisions) + 1,
             kind=kind,
-            feedback=request.feedback,
+            feedback=feedback,
             requested_by=task.sender,
             delivery_id=task.delivery_id,
             via=task.via,
             thread=thread,
             models={str(role): alias for role, alias in request.models.items()},
         )
+
+    def _review_comments(self) -> list[InlineComment]:
+        """The inline comments of the review that requested changes (a task queued before it carried the
+        review's id: the sender's latest such review)."""
+        review_id = self.task.review_id or self.forge.latest_review_id(
+            self.task.issue, self.task.sender, CHANGES_REQUESTED
+        )
+        return [] if review_id is None else self.forge.review_inline_comments(self.task.issue, review_id)
 
     def _earlier_replies(self, root: int | None, asking: int) -> list[str]:
         """The thread's comments before the one that asked, oldest first: `@login: text`."""

@@ -3,7 +3,9 @@
 Layout under the data directory:
 
     mirrors/<owner>/<repo>.git    bare mirror; the remote's branches are fetched to `refs/remotes/origin/*`
-    mirrors/<owner>/<repo>.lock   flock guarding the mirror's creation and fetches (never a whole run)
+    mirrors/<owner>/<repo>.lock   flock guarding the mirror's creation, fetches and worktree bookkeeping
+                                  (never a whole run, nor a checkout)
+    mirrors/<owner>/<repo>.fetch  refreshes started and finished: `sync`'s single-flight generation stamp
     worktrees/<run_id>/           the run's worktree, on the run's branch
     worktrees/<run_id>.lock       flock held by the live `Worktree`; free means the run has finished
     worktrees/<run_id>.failed     `mark_failed`'s time: `cleanup` keeps the worktree a while, for debugging
@@ -14,6 +16,12 @@ branch some worktree has checked out; `refs/remotes/origin/HEAD` records the rem
 Reading: `snapshot` gives the files of one commit of a mirror (by default the remote's default branch as
 last fetched) — how a run reads `.github/archon.yml`, its workflows and the repository's conventions without
 the contents API, and from the very commit its worktree then starts from (`prepare(base=..., fetch=False)`).
+
+Sharing: runs of one repository share its mirror, across worker processes. `sync` is single-flight — one
+refresh serves every caller that asked before it started — and a refresh whose `ls-remote` finds every
+branch already in the mirror fetches nothing. A blobless partial mirror (`partial=True`) skips the history's
+blobs on the first run; git fetches a missing blob when a checkout or a read needs it, from the remote
+each such call names on its command line, with the token in its environment as for any fetch.
 
 Resuming: the code's state travels in the pushed branch. When the run's branch already exists on the remote,
 `prepare` starts the worktree from it (`resume=True`, the default), so a retry on another machine continues
@@ -57,6 +65,10 @@ from bot.secrets import ensure_no_secrets
 GIT_TIMEOUT_S = 600.0
 REMOTE_REFS = "refs/remotes/origin"
 FETCH_REFSPEC = f"+refs/heads/*:{REMOTE_REFS}/*"
+#: The remote a partial mirror is a promisor of. Its URL is never written: each call that may fetch missing
+#: blobs names it on the command line (`Workspace._lazy_fetch`).
+PROMISOR = "origin"
+PARTIAL_FILTER = "blob:none"
 REDACTED = "***"
 #: Repository files a run reads from the mirror (config, workflows, conventions) are small; a bigger one is
 #: treated as absent rather than read into memory.
@@ -112,6 +124,12 @@ ALLOWED_CONFIG_KEYS = frozenset(
     }
 )
 ALLOWED_CONFIG_PREFIXES = ("gc.",)
+#: What a blobless first fetch writes (`Workspace(partial=True)`), accepted with exactly these values: they
+#: name no program and no URL — the remote's URL only ever comes on the command line.
+ALLOWED_CONFIG_VALUES = {
+    f"remote.{PROMISOR}.promisor": "true",
+    f"remote.{PROMISOR}.partialclonefilter": PARTIAL_FILTER,
+}
 PROTECTED_REASON = (
     "a change to .github/workflows/ would run on GitHub with the repository's secrets, and .gitattributes, "
     ".gitmodules or a path named .git change how git treats the repository's files; a person has to make "
@@ -212,23 +230,25 @@ def run_git(
     secret: str | None = None,
     check: bool = True,
     timeout: float = GIT_TIMEOUT_S,
+    input: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `git <args>` in `cwd` with `SAFE_CONFIG` and `git_environment(env)`: the one way the bot runs git.
 
-    `secret` is scrubbed from the error; on a timeout the whole process group is killed."""
+    `secret` is scrubbed from the error; on a timeout the whole process group is killed. `input` is git's
+    standard input (none by default)."""
     command = ["git", *SAFE_CONFIG, *args]
     shown = redact(_shown(args), secret)
     process = subprocess.Popen(
         command,
         cwd=cwd,
         env=git_environment(env),
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
     try:
-        out, err = process.communicate(timeout=timeout)
+        out, err = process.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -264,6 +284,19 @@ def _commit_of(cwd: Path, rev: str, repo_args: Sequence[str] = ()) -> str | None
     return result.stdout.decode().strip() or None
 
 
+def _commits_of(mirror: Path, revs: Sequence[str]) -> dict[str, str | None]:
+    """The commit each of `revs` names in `mirror` (None when it names none), in one git call."""
+    usable = [rev for rev in revs if rev and "\n" not in rev and not rev.startswith("-")]
+    lines = "".join(f"{rev}^{{commit}}\n" for rev in usable).encode()
+    args = [*_bare(mirror), "cat-file", "--batch-check=%(objectname) %(objecttype)"]
+    answers = run_git(args, cwd=mirror, input=lines).stdout.decode(errors="replace").splitlines()
+    found: dict[str, str | None] = dict.fromkeys(revs)
+    for rev, answer in zip(usable, answers, strict=True):
+        sha, _, kind = answer.rpartition(" ")
+        found[rev] = sha if kind == "commit" else None
+    return found
+
+
 def check_repository_config(git_dir: Path) -> None:
     """Refuse a repository whose own config (`config`, and `config.worktree` were it enabled) holds a key
     outside `ALLOWED_CONFIG_KEYS`: reading the listing runs nothing, and refusing beats neutralising keys one
@@ -271,8 +304,8 @@ def check_repository_config(git_dir: Path) -> None:
     listing = run_git(
         ["--git-dir", str(git_dir), "config", "--list", "-z", "--show-scope", "--show-origin"], cwd=git_dir
     )
-    for origin, key in _repository_settings(listing.stdout):
-        if key.lower() not in ALLOWED_CONFIG_KEYS and not key.lower().startswith(ALLOWED_CONFIG_PREFIXES):
+    for origin, key, value in _repository_settings(listing.stdout):
+        if not _allowed_setting(key.lower(), value):
             raise WorkspaceError(
                 f"config check of {git_dir}",
                 f"{origin} sets `{key}`, which the bot never writes, so it was planted; refusing to run git "
@@ -280,13 +313,20 @@ def check_repository_config(git_dir: Path) -> None:
             )
 
 
-def _repository_settings(listing: bytes) -> Iterator[tuple[str, str]]:
-    """(origin, key) of the repository-scoped entries of `git config --list -z --show-scope --show-origin`;
-    the command-line ones are the bot's own `SAFE_CONFIG`."""
+def _allowed_setting(key: str, value: str | None) -> bool:
+    if key in ALLOWED_CONFIG_VALUES:
+        return value == ALLOWED_CONFIG_VALUES[key]
+    return key in ALLOWED_CONFIG_KEYS or key.startswith(ALLOWED_CONFIG_PREFIXES)
+
+
+def _repository_settings(listing: bytes) -> Iterator[tuple[str, str, str | None]]:
+    """(origin, key, value) of the repository-scoped entries of `git config --list -z --show-scope
+    --show-origin` (value None for a bare key); the command-line ones are the bot's own `SAFE_CONFIG`."""
     fields = listing.decode(errors="replace").split("\0")
     for scope, origin, entry in zip(fields[0::3], fields[1::3], fields[2::3], strict=False):
         if scope not in ("command", "system", "global"):
-            yield origin, entry.split("\n", 1)[0]
+            key, newline, value = entry.partition("\n")
+            yield origin, key, value if newline else None
 
 
 def checked_git_dir(path: Path) -> Path:
@@ -394,6 +434,9 @@ class Worktree:
     #: The worktree's registration in the mirror, as `prepare` found it before the run could touch anything;
     #: every git call names it, so a `.git` the run rewrote is never read.
     git_dir: Path | None = None
+    #: On a partial mirror, where git fetches a blob it lacks (`Workspace._lazy_fetch`); no token, so a
+    #: private remote's blobs must already be there (`prepare` fetches those `diff` needs).
+    lazy: tuple[str, ...] = ()
     _lock: IO[str] | None = field(default=None, repr=False, compare=False)
 
     def head(self) -> str:
@@ -512,7 +555,9 @@ class Worktree:
         secret: str | None = None,
         check: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
-        return run_git([*self._repo_args(), *args], cwd=self.path, env=env, secret=secret, check=check)
+        return run_git(
+            [*self.lazy, *self._repo_args(), *args], cwd=self.path, env=env, secret=secret, check=check
+        )
 
 
 @dataclass(frozen=True)
@@ -535,6 +580,10 @@ class Snapshot:
 
     mirror: Path
     commit: str
+    #: Config naming the remote a partial mirror fetches missing blobs from (`Workspace._lazy_fetch`).
+    lazy: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    secret: str | None = field(default=None, repr=False)
 
     def read_file(self, path: str, *, max_bytes: int = MAX_SNAPSHOT_FILE_BYTES) -> str | None:
         """The text of the file at `path`, or None when there is none (or it is a folder, or larger than
@@ -562,12 +611,18 @@ class Snapshot:
         return next((e for e in self._entries(path.strip("/")) if e.path == path.strip("/")), None)
 
     def _entries(self, pathspec: str) -> list[TreeEntry]:
-        args = [*_bare(self.mirror), "ls-tree", "-z", "--long", "--full-tree", self.commit, "--", pathspec]
-        listing = run_git(args, cwd=self.mirror).stdout.decode(errors="replace")
+        # `--long` reads each blob's size: on a partial mirror that fetches it, hence `lazy`
+        args = [*self.lazy, *_bare(self.mirror), "ls-tree", "-z", "--long", "--full-tree", self.commit]
+        args += ["--", pathspec]
+        listing = self._git(args).stdout.decode(errors="replace")
         return [_tree_entry(line) for line in listing.split("\0") if line]
 
     def _blob(self, sha: str) -> str:
-        return git_text([*_bare(self.mirror), "cat-file", "blob", sha], cwd=self.mirror)
+        blob = self._git([*self.lazy, *_bare(self.mirror), "cat-file", "blob", sha])
+        return blob.stdout.decode(errors="replace")
+
+    def _git(self, args: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
+        return run_git(args, cwd=self.mirror, env=self.env, secret=self.secret)
 
 
 def _tree_entry(line: str) -> TreeEntry:
@@ -602,15 +657,23 @@ class Workspace:
         *,
         identity: GitIdentity = DEFAULT_IDENTITY,
         remotes: Mapping[str, str] | None = None,
+        partial: bool = False,
     ) -> None:
         """`remotes`: explicit URLs (or local paths) for some repositories, e.g. `archon-bot run` on a
-        checkout: `{"local/myproject": "/home/me/myproject"}`."""
+        checkout: `{"local/myproject": "/home/me/myproject"}`. `partial`: a new mirror is a blobless
+        partial clone (`--filter=blob:none`) where the remote allows filters — full where it refuses;
+        git then fetches the blobs a checkout or a read needs, through `_lazy_fetch`'s remote."""
         self.data_dir = Path(data_dir)
         self.git_url = git_url.rstrip("/")
         self.remotes = dict(remotes or {})
         self.identity = identity
         self.mirrors = self.data_dir / "mirrors"
         self.worktrees = self.data_dir / "worktrees"
+        self.partial = partial
+        #: What this object's `sync` calls did: refreshes made (the others were served by someone else's)
+        #: and, of those, fetches (the rest found every ref already in the mirror).
+        self.refreshes = 0
+        self.fetches = 0
 
     def remote_url(self, repo: str) -> str:
         if repo in self.remotes:
@@ -648,43 +711,113 @@ class Workspace:
         lock = _try_lock(self._marker(run_id, ".lock"))
         if lock is None:
             raise WorkspaceError(f"prepare {run_id}", f"run {run_id} already has a worktree in use")
+        url = self.remote_url(repo)
         try:
             self._discard(path, keep_lock=True)
             mirror = self.sync(repo, token=token) if fetch else self.mirror_path(repo)
+            lazy = self._lazy_fetch(mirror, url)
             # Worktree registrations live in the mirror: adding one while another process fetches (or
-            # removes one) makes git read a half-written `worktrees/<id>/HEAD`. The mirror lock orders them.
+            # removes one) makes git read a half-written `worktrees/<id>/HEAD`. The mirror lock orders the
+            # bookkeeping; the checkout, which writes only the new worktree's own files, runs outside it.
             with _locked(mirror.with_suffix(".lock")):
                 if not fetch:  # `sync` checked it then; another process may have fetched since
                     check_repository_config(mirror)
                 start, base_sha, resumed = self._start(mirror, repo, branch, base, resume)
-                args = ["worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), start]
-                run_git(["--git-dir", str(mirror), *args], cwd=mirror)
+                args = ["worktree", "add", "--quiet", "--no-checkout", "--no-track", "-B", branch, str(path)]
+                run_git(["--git-dir", str(mirror), *args, start], cwd=mirror)
                 git_dir = _new_git_dir(mirror, path)
+            checkout = [
+                *lazy,
+                "--git-dir",
+                str(git_dir),
+                "--work-tree",
+                str(path),
+                "read-tree",
+                "--reset",
+                "-u",
+            ]
+            run_git([*checkout, "HEAD"], cwd=path, env=_remote_env(url, token), secret=token)
+            if (
+                lazy and resumed
+            ):  # `diff` compares with the fork point: have its blobs while the token is here
+                self.hydrate(repo, [base_sha], token=token)
         except BaseException:
             lock.close()
             raise
-        url = self.remote_url(repo)
-        return Worktree(repo, path, branch, base_sha, url, resumed, self.identity, git_dir, _lock=lock)
+        worktree = Worktree(repo, path, branch, base_sha, url, resumed, self.identity, git_dir, _lock=lock)
+        worktree.lazy = lazy
+        return worktree
+
+    def hydrate(self, repo: str, revs: Sequence[str], *, token: str | None) -> None:
+        """Fetch, in one request, every blob of `revs`' trees a partial mirror lacks — before code that
+        reads them without the remote's URL or the token (a `clone --shared` for validation, a sandboxed
+        command). Nothing to do on a full mirror."""
+        mirror, url = self.mirror_path(repo), self.remote_url(repo)
+        if not _is_partial(mirror):
+            return
+        listing = [
+            *_bare(mirror),
+            "rev-list",
+            "--objects",
+            "--no-walk",
+            "--missing=print",
+            "--end-of-options",
+        ]
+        found = run_git([*listing, *revs], cwd=mirror).stdout.splitlines()
+        missing = b"".join(line[1:] + b"\n" for line in found if line.startswith(b"?"))
+        if not missing:
+            return
+        fetch = [
+            "-c",
+            "fetch.negotiationAlgorithm=noop",
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+        ]
+        fetch += ["--recurse-submodules=no", f"--filter={PARTIAL_FILTER}", "--stdin", PROMISOR]
+        args = [*self._lazy_fetch(mirror, url), *_bare(mirror), *fetch]
+        run_git(args, cwd=mirror, env=_remote_env(url, token), secret=token, input=missing)
 
     def sync(self, repo: str, *, token: str | None) -> Path:
-        """Create the repository's mirror on first use, else fetch what changed; return its path."""
+        """Create the repository's mirror on first use, else bring it up to date; return its path.
+
+        Single-flight, across processes sharing the data dir: a caller that asked while another's refresh
+        was queued gets that refresh's result instead of making its own, provided it *started* after the
+        caller asked (so a push made before the ask is always seen). `<mirror>.fetch` holds two numbers:
+        refreshes started, refreshes finished; the generation read on asking is the caller's ticket."""
         mirror, url = self.mirror_path(repo), self.remote_url(repo)
         network = network_config(url)  # an unusable URL is refused before anything is created
+        stamp = mirror.with_suffix(".fetch")
+        ticket = _read_stamp(stamp).started
         with _locked(mirror.with_suffix(".lock")):
-            if not (mirror / "HEAD").is_file():
+            created = not (mirror / "HEAD").is_file()
+            if created:
                 shutil.rmtree(mirror, ignore_errors=True)
                 run_git(["init", "--bare", "--quiet", str(mirror)], cwd=mirror.parent)
             check_repository_config(mirror)  # before the fetch, and so before any checkout from the mirror
-            _fetch(mirror, url, network, token)
-            run_git(["--git-dir", str(mirror), "worktree", "prune"], cwd=mirror)
+            state = _read_stamp(stamp)
+            if created or state.finished <= ticket:
+                _write_stamp(stamp, FetchStamp(state.started + 1, state.finished))
+                self.refreshes += 1
+                fetched = _refresh(mirror, url, network, token, partial=created and self.partial)
+                self.fetches += fetched
+                if fetched:  # the default branch's files: what runs read and check out, now with the token
+                    self.hydrate(repo, [f"{REMOTE_REFS}/HEAD"], token=token)
+                _write_stamp(stamp, FetchStamp(state.started + 1, state.started + 1))
         return mirror
 
-    def snapshot(self, repo: str, rev: str | None = None) -> Snapshot:
+    def snapshot(self, repo: str, rev: str | None = None, *, token: str | None = None) -> Snapshot:
         """The files of `rev` (default: the remote's default branch, as the last `sync` fetched it) in the
-        repository's mirror: how a run reads its config, workflows and conventions without the API."""
+        repository's mirror: how a run reads its config, workflows and conventions without the API.
+        `token`: for a partial mirror's lazy fetches of another commit's blobs (`sync` already fetched the
+        default branch's)."""
         mirror = self.mirror_path(repo)
         check_repository_config(mirror)
-        return Snapshot(mirror, self._base(mirror, repo, rev))
+        url = self.remote_url(repo)
+        lazy = self._lazy_fetch(mirror, url)
+        env = _remote_env(url, token) if lazy else {}
+        return Snapshot(mirror, self._base(mirror, repo, rev), lazy, env, token)
 
     def mark_failed(self, worktree: Worktree) -> None:
         """Keep the worktree for debugging: `cleanup` removes it only after `keep_failed_s`."""
@@ -723,29 +856,34 @@ class Workspace:
                 removed.append(run_id)
         return removed
 
+    def _lazy_fetch(self, mirror: Path, url: str) -> tuple[str, ...]:
+        """For a partial mirror: config naming the remote git fetches missing blobs from, and allowing its
+        protocol — the URL on the command line, never in the mirror's config. () for a full mirror."""
+        if not _is_partial(mirror):
+            return ()
+        return (*network_config(url), "-c", f"remote.{PROMISOR}.url={url}")
+
     def _start(
         self, mirror: Path, repo: str, branch: str, base: str | None, resume: bool
     ) -> tuple[str, str, bool]:
-        """Start commit, base commit, and whether the run resumes a pushed branch."""
-        base_sha = self._base(mirror, repo, base)
-        pushed = _commit_of(mirror, f"{REMOTE_REFS}/{branch}", _bare(mirror)) if resume else None
+        """Start commit, base commit, and whether the run resumes a pushed branch. The candidates are
+        resolved in one `cat-file --batch-check` (this is on every run's path), the fork point only when
+        the run resumes."""
+        names = [f"{REMOTE_REFS}/HEAD"] if base is None else [f"{REMOTE_REFS}/{base}", base]
+        pushed_name = f"{REMOTE_REFS}/{branch}" if resume else None
+        found = _commits_of(mirror, [*names, *([pushed_name] if pushed_name else [])])
+        base_sha = next((found[name] for name in names if found.get(name)), None)
+        if base_sha is None:
+            what = "the remote's default branch" if base is None else repr(base)
+            raise WorkspaceError(f"prepare {repo}", f"cannot find {what} in {repo}")
+        pushed = found.get(pushed_name) if pushed_name else None
         if pushed is None:
             return base_sha, base_sha, False
         fork = run_git([*_bare(mirror), "merge-base", pushed, base_sha], cwd=mirror, check=False)
         return pushed, fork.stdout.decode().strip() or base_sha, True
 
     def _base(self, mirror: Path, repo: str, base: str | None) -> str:
-        if base is None:
-            found = _commit_of(mirror, f"{REMOTE_REFS}/HEAD", _bare(mirror))
-            what = "the remote's default branch"
-        else:
-            found = _commit_of(mirror, f"{REMOTE_REFS}/{base}", _bare(mirror)) or _commit_of(
-                mirror, base, _bare(mirror)
-            )
-            what = repr(base)
-        if found is None:
-            raise WorkspaceError(f"prepare {repo}", f"cannot find {what} in {repo}")
-        return found
+        return self._start(mirror, repo, "HEAD", base, resume=False)[1]
 
     def _check_branch(self, branch: str) -> None:
         self.worktrees.mkdir(parents=True, exist_ok=True)
@@ -793,16 +931,125 @@ def _bare(mirror: Path) -> list[str]:
     return ["--git-dir", str(mirror)]
 
 
-def _fetch(mirror: Path, url: str, network: Sequence[str], token: str | None) -> None:
-    """Fetch the remote's branches into `REMOTE_REFS` and record its default branch."""
+def _refresh(mirror: Path, url: str, network: Sequence[str], token: str | None, *, partial: bool) -> bool:
+    """Bring `REMOTE_REFS` and the default branch up to the remote's; True when that took a fetch. One
+    `ls-remote` lists the remote's branches: when the mirror already has every one at its sha, there is
+    nothing to fetch."""
     env = _remote_env(url, token)
-    ls_remote = [*_bare(mirror), *network, "ls-remote", "--symref", url, "HEAD"]
-    remote_head = run_git(ls_remote, cwd=mirror, env=env, secret=token).stdout.decode(errors="replace")
-    fetch = [*_bare(mirror), *network, "fetch", "--quiet", "--prune", "--no-tags", url, FETCH_REFSPEC]
-    run_git(fetch, cwd=mirror, env=env, secret=token)
-    if match := re.search(r"^ref: refs/heads/(\S+)\tHEAD$", remote_head, re.MULTILINE):
-        head = ["symbolic-ref", f"{REMOTE_REFS}/HEAD", f"{REMOTE_REFS}/{match[1]}"]
+    listing = [*_bare(mirror), *network, "ls-remote", "--symref", url, "HEAD", "refs/heads/*"]
+    remote = _remote_refs(run_git(listing, cwd=mirror, env=env, secret=token).stdout.decode(errors="replace"))
+    local = _local_refs(mirror)
+    fetched = remote.branches != local.branches
+    if fetched:
+        _fetch(mirror, url, network, env, token, partial=partial)
+        run_git([*_bare(mirror), "worktree", "prune"], cwd=mirror)
+    if remote.head is not None and remote.head != local.head:
+        head = ["symbolic-ref", f"{REMOTE_REFS}/HEAD", f"{REMOTE_REFS}/{remote.head}"]
         run_git([*_bare(mirror), *head], cwd=mirror)
+    return fetched
+
+
+def _fetch(
+    mirror: Path,
+    url: str,
+    network: Sequence[str],
+    env: Mapping[str, str],
+    token: str | None,
+    *,
+    partial: bool,
+) -> None:
+    """Fetch the remote's branches into `REMOTE_REFS`. A partial first fetch goes through the named remote
+    `PROMISOR` (git requires one for a filter), its URL on the command line; git records the mirror as a
+    promisor of that remote. A remote that refuses filters sends everything, and the mirror is full."""
+    options = ["--quiet", "--prune", "--no-tags"]
+    if partial or _is_partial(mirror):
+        target = ["-c", f"remote.{PROMISOR}.url={url}", "fetch", *options]
+        target += [f"--filter={PARTIAL_FILTER}", PROMISOR] if partial else [PROMISOR]
+    else:
+        target = ["fetch", *options, url]
+    run_git([*_bare(mirror), *network, *target, FETCH_REFSPEC], cwd=mirror, env=env, secret=token)
+    if partial and not _missing_blobs(mirror):
+        _unmark_partial(mirror)
+
+
+@dataclass(frozen=True)
+class RefState:
+    """A repository's branches (name → sha) and the branch its HEAD names."""
+
+    branches: dict[str, str]
+    head: str | None
+
+
+def _remote_refs(listing: str) -> RefState:
+    """`ls-remote --symref` output: `ref: refs/heads/<b>\tHEAD` and `<sha>\t<ref>` lines."""
+    branches, head = {}, None
+    for line in listing.splitlines():
+        value, _, name = line.partition("\t")
+        if value.startswith("ref: refs/heads/") and name == "HEAD":
+            head = value.removeprefix("ref: refs/heads/")
+        elif name.startswith("refs/heads/"):
+            branches[name.removeprefix("refs/heads/")] = value
+    return RefState(branches, head)
+
+
+def _local_refs(mirror: Path) -> RefState:
+    """The mirror's copy of the remote's branches, and the one `REMOTE_REFS/HEAD` names."""
+    listing = git_text(
+        [*_bare(mirror), "for-each-ref", "--format=%(objectname) %(refname) %(symref)", f"{REMOTE_REFS}/"],
+        cwd=mirror,
+    )
+    branches, head = {}, None
+    for line in listing.splitlines():
+        sha, name, *symref = line.split(" ")
+        short = name.removeprefix(f"{REMOTE_REFS}/")
+        if short == "HEAD":
+            head = symref[0].removeprefix(f"{REMOTE_REFS}/") if symref and symref[0] else None
+        else:
+            branches[short] = sha
+    return RefState(branches, head)
+
+
+def _is_partial(mirror: Path) -> bool:
+    """Whether the mirror is a promisor of `PROMISOR` (it may lack blobs). Read from the config file
+    without a git call (this is on every `prepare`): of the keys `check_repository_config` accepts, only
+    `remote.origin.promisor` says `promisor`; a planted one is refused by that check anyway."""
+    try:
+        return b"promisor" in (mirror / "config").read_bytes().lower()
+    except FileNotFoundError:
+        return False
+
+
+def _missing_blobs(mirror: Path) -> bool:
+    listing = [*_bare(mirror), "rev-list", "--objects", "--missing=print", "--all"]
+    return any(line.startswith(b"?") for line in run_git(listing, cwd=mirror).stdout.splitlines())
+
+
+def _unmark_partial(mirror: Path) -> None:
+    """The remote refused the filter and sent every object: a full mirror, recorded as one."""
+    run_git([*_bare(mirror), "config", "--remove-section", f"remote.{PROMISOR}"], cwd=mirror)
+
+
+@dataclass(frozen=True)
+class FetchStamp:
+    """`<mirror>.fetch`: refreshes started and finished, the single-flight generation counter of `sync`."""
+
+    started: int = 0
+    finished: int = 0
+
+
+def _read_stamp(path: Path) -> FetchStamp:
+    try:
+        started, finished = path.read_text().split()
+    except FileNotFoundError:
+        return FetchStamp()
+    return FetchStamp(int(started), int(finished))
+
+
+def _write_stamp(path: Path, stamp: FetchStamp) -> None:
+    """Replaced whole, so a reader without the lock sees the old stamp or the new one, never half."""
+    scratch = path.with_name(f"{path.name}.{os.getpid()}")
+    scratch.write_text(f"{stamp.started} {stamp.finished}\n")
+    os.replace(scratch, path)
 
 
 def _new_git_dir(mirror: Path, path: Path) -> Path:

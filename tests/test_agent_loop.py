@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.agent.context import ContextPolicy
 from bot.agent.loop import Agent, AgentLimits
 from bot.agent.tools import ALL, READ_ONLY, Toolbox
 from bot.agent.transcript import read_transcript
+from bot.fakes.anthropic import FakeAnthropic, Reply, ToolCall
+from bot.providers.anthropic import AnthropicProvider
 from bot.providers.pricing import cache_savings_usd, cost_usd
 from bot.providers.registry import DEFAULT_MODELS, ModelSpec, Provider
 from bot.providers.scripted import (
@@ -229,3 +232,32 @@ def test_a_full_context_window_is_a_clean_stop(repo: Path) -> None:
     result = agent(repo, (script, small)).run("system", "task")
     assert result.stop == "context_full" and "20,000-token context window" in result.stop_detail
     assert len(script.requests) == 1
+
+
+def _long_run(repo: Path, policy: ContextPolicy) -> tuple:
+    """30 reads of a ~2,000-token file on a 20,000-token window, through the caching fake Anthropic API."""
+    (repo / "big.py").write_text("".join(f"value_{i} = {i}  # a line of the module\n" for i in range(200)))
+    spec = DEFAULT_MODELS["sonnet"].model_copy(update={"context_window": 20_000, "max_output_tokens": 1000})
+    read = ToolCall("read_file", {"path": "big.py"})
+    with FakeAnthropic(cache=True) as fake:
+        fake.script(*[Reply(tool_calls=[read]) for _ in range(29)], Reply(text="All read."))
+        provider = AnthropicProvider(spec, api_key="k", base_url=fake.base_url)
+        looped = Agent([ModelSlot(provider, spec)], Toolbox(repo, READ_ONLY), context=policy)
+        result = looped.run("You read.", "Read big.py thirty times.")
+        assert fake.violations == []
+    return result, looped
+
+
+def test_a_long_run_trims_old_tool_results_instead_of_stopping(repo: Path) -> None:
+    off, _ = _long_run(repo, ContextPolicy(enabled=False))
+    assert off.stop == "context_full" and off.turns < 30
+    on, looped = _long_run(repo, ContextPolicy(keep_recent=2))
+    assert on.completed and on.turns == 30 and looped.history.trims >= 1
+    # the result keeps every output; only what was sent got stubs
+    assert all("value_199" in b.content for b in (m.content[0] for m in on.messages[2::2]))
+    assert looped.history.view(on.messages)[2].content[0].content.startswith("[trimmed")
+
+
+def test_context_full_still_stops_when_trimming_cannot_make_room(repo: Path) -> None:
+    result, looped = _long_run(repo, ContextPolicy(keep_recent=50))
+    assert result.stop == "context_full" and looped.history.trims == 0

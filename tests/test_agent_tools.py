@@ -340,14 +340,17 @@ def test_write_file_creates_parents_and_counts_bytes(box: Toolbox, repo: Path) -
 
 def test_edit_file_replaces_a_unique_occurrence(box: Toolbox, repo: Path) -> None:
     assert ok(box, "edit_file", path="src/app.py", old_string="'hello'", new_string="'bye'") == (
-        "replaced 1 occurrence in src/app.py"
+        "replaced 1 occurrence in src/app.py (line 2, applied exactly)"
     )
     assert (repo / "src" / "app.py").read_text() == "def main():\n    return 'bye'\n"
 
 
 def test_edit_file_errors(box: Toolbox, repo: Path) -> None:
     message = err(box, "edit_file", path="src/app.py", old_string="return 'hi'", new_string="x")
-    assert "old_string not found in src/app.py" in message and "read_file" in message
+    assert "old_string not found in src/app.py" in message
+    assert "closest text in src/app.py is at lines 2-2" in message and "     2\t    return 'hello'" in message
+    message = err(box, "edit_file", path="src/app.py", old_string="zzzzzzzzzzzz", new_string="x")
+    assert "Nothing in src/app.py resembles it" in message and "read_file" in message
     (repo / "dup.txt").write_text("x = 1\nx = 1\nx = 1\n")
     message = err(box, "edit_file", path="dup.txt", old_string="x = 1", new_string="x = 2")
     assert "occurs 3 times" in message and "replace_all" in message
@@ -360,7 +363,7 @@ def test_edit_file_errors(box: Toolbox, repo: Path) -> None:
 def test_edit_file_replace_all(box: Toolbox, repo: Path) -> None:
     (repo / "dup.txt").write_text("x = 1\nx = 1\nx = 1\n")
     args = {"path": "dup.txt", "old_string": "x = 1", "new_string": "x = 2", "replace_all": True}
-    assert ok(box, "edit_file", **args) == "replaced 3 occurrences in dup.txt"
+    assert ok(box, "edit_file", **args) == "replaced 3 occurrences in dup.txt (line 1, applied exactly)"
     assert (repo / "dup.txt").read_text() == "x = 2\nx = 2\nx = 2\n"
     assert set(EditFileArgs.model_fields) == set(args)
 
@@ -497,3 +500,84 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+# --- forgiving edits and multi_edit (the matching rules themselves: tests/test_edits.py)
+
+
+def test_edit_file_says_which_rule_matched(box: Toolbox, repo: Path) -> None:
+    numbered = box.call("read_file", json.dumps({"path": "src/app.py"})).content
+    result = call(
+        box, "edit_file", path="src/app.py", old_string=numbered, new_string=numbered.replace("hello", "bye")
+    )
+    assert not result.is_error, result.content
+    assert result.content == (
+        "replaced 1 occurrence in src/app.py (line 1, applied by rule: line-number prefixes stripped)"
+    )
+    assert result.edits == ("line_numbers",)
+    assert (repo / "src" / "app.py").read_text() == "def main():\n    return 'bye'\n"
+    result = call(
+        box, "edit_file", path="src/app.py", old_string="\treturn 'bye'", new_string="\treturn 'ok'"
+    )
+    assert result.edits == ("indentation",) and "indentation ignored" in result.content
+    assert (repo / "src" / "app.py").read_text() == "def main():\n    return 'ok'\n"
+    assert call(box, "edit_file", path="src/app.py", old_string="'ok'", new_string="'k'").edits == ("exact",)
+
+
+def test_forgiving_edits_can_be_turned_off(repo: Path) -> None:
+    strict = Toolbox(repo, ALL, forgiving_edits=False)
+    result = call(strict, "edit_file", path="src/app.py", old_string="\treturn 'hello'", new_string="x")
+    assert result.is_error and result.edits == ("refused",)
+    assert "forgiven" not in result.content and "closest text" in result.content
+    assert (repo / "src" / "app.py").read_text() == "def main():\n    return 'hello'\n"
+
+
+def test_an_ambiguous_loose_match_is_refused(box: Toolbox, repo: Path) -> None:
+    (repo / "two.py").write_text("def a():\n    x = 1\n\ndef b():\n        x = 1\n")
+    result = call(box, "edit_file", path="two.py", old_string="\tx = 1\n", new_string="\tx = 2\n")
+    assert result.is_error and result.edits == ("refused",)
+    assert "matches 2 places by rule indentation (lines 2, 5)" in result.content
+    assert (repo / "two.py").read_text() == "def a():\n    x = 1\n\ndef b():\n        x = 1\n"
+
+
+def test_multi_edit_applies_every_edit_in_order(box: Toolbox, repo: Path) -> None:
+    edits = [
+        {"old_string": "def main():", "new_string": "def main(name):"},
+        {"old_string": "return 'hello'", "new_string": "return 'hello ' + name"},
+        {"old_string": "\treturn 'hello ' + name\n", "new_string": "\tprint(name)\n\treturn name\n"},
+    ]
+    result = call(box, "multi_edit", path="src/app.py", edits=edits)
+    assert not result.is_error, result.content
+    assert result.edits == ("exact", "exact", "indentation")
+    assert result.content.splitlines() == [
+        "applied 3 edits to src/app.py",
+        "edit 1: replaced 1 occurrence (line 1, applied exactly)",
+        "edit 2: replaced 1 occurrence (line 2, applied exactly)",
+        "edit 3: replaced 1 occurrence (line 2, applied by rule: indentation ignored, "
+        "new_string re-indented)",
+    ]
+    assert (repo / "src" / "app.py").read_text() == "def main(name):\n    print(name)\n    return name\n"
+
+
+def test_multi_edit_is_all_or_nothing(box: Toolbox, repo: Path) -> None:
+    before = (repo / "src" / "app.py").read_bytes()
+    edits = [
+        {"old_string": "def main():", "new_string": "def start():"},
+        {"old_string": "def main():", "new_string": "def again():"},  # gone after edit 1
+    ]
+    result = call(box, "multi_edit", path="src/app.py", edits=edits)
+    assert result.is_error and result.edits == ("refused",)
+    assert result.content.startswith("edit 2 of 2 refused, so none was applied: old_string not found")
+    assert (repo / "src" / "app.py").read_bytes() == before
+    assert "edits" in err(box, "multi_edit", path="src/app.py", edits=[])
+
+
+def test_multi_edit_schema_has_no_refs_and_specs_are_computed_once(repo: Path) -> None:
+    box = Toolbox(repo, ALL)
+    spec = {s.name: s for s in box.specs()}["multi_edit"]
+    assert "$ref" not in json.dumps(spec.parameters) and "$defs" not in spec.parameters
+    item = spec.parameters["properties"]["edits"]["items"]
+    assert item["required"] == ["old_string", "new_string"] and item["additionalProperties"] is False
+    assert "all are applied or none" in spec.description
+    again = Toolbox(repo, ALL)
+    assert [id(s) for s in again.specs()] == [id(s) for s in box.specs()]

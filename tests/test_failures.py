@@ -339,11 +339,15 @@ def test_only_transient_errors_use_rqs_retries(redis_conn) -> None:
 
 
 def test_a_transient_error_outside_the_nodes_is_retried_by_rq_untold(github, redis_conn) -> None:
-    """Inside a node an error fails the node (for `/archon retry`); outside them — here the run's first
-    read of the repository, answered 502 more times than the transport retries — RQ runs the job again
-    on its own, and nobody is told of an error that went away."""
+    """Inside a node an error fails the node (for `/archon retry`); outside them — here the run's read
+    of its issue (a record without the issue's snapshot, as an older one), answered 502 more times than
+    the transport retries — RQ runs the job again on its own, and nobody is told of an error that went
+    away."""
     command(github, redis_conn, "/archon run plan=opus impl=kimi")
-    github.fail_next("GET", r"/repos/[^/]+/[^/]+", status=502, times=4)
+    record = the_run(redis_conn)
+    record.issue = None
+    RunStore(redis_conn).save(record)
+    github.fail_next("GET", r"/repos/[^/]+/[^/]+/issues/\d+", status=502, times=4)
     work(redis_conn, RUNS_QUEUE)
     record = the_run(redis_conn)
     assert record.state is RunState.RUNNING and record.error is None  # nobody was told: RQ tries again

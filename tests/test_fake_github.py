@@ -237,6 +237,33 @@ def test_review_comments_threads_and_replies(github: FakeGitHub, tmp_path) -> No
     assert github.violations == []
 
 
+def test_a_reviews_inline_comments_through_the_forge(github: FakeGitHub, tmp_path) -> None:
+    """`GET .../reviews/{review_id}/comments` (validated against the description), read the way triage
+    reads a "changes requested" review: only that review's comments; 404 for a review not on the pull."""
+    from bot.github.forge import InlineComment, RepoForge
+
+    gh, number = pull_with_branch(github, tmp_path)
+    github.add_review(
+        REPO, number, "", author="maintainer", comments=[{"path": "app.py", "line": 2, "body": "x"}]
+    )
+    review = github.add_review(
+        REPO, number, "", author="maintainer", event="REQUEST_CHANGES",
+        comments=[{"path": "app.py", "line": 2, "body": "why 20?"}],
+    )  # fmt: skip
+    forge = RepoForge(gh, REPO)
+    assert forge.latest_review_id(number, "maintainer", "CHANGES_REQUESTED") == review["id"]
+    assert forge.latest_review_id(number, "someone", "CHANGES_REQUESTED") is None
+    [comment] = forge.review_inline_comments(number, review["id"])
+    assert isinstance(comment, InlineComment) and (comment.path, comment.line, comment.body) == (
+        "app.py", 2, "why 20?",
+    )  # fmt: skip
+    assert comment.diff_hunk.startswith("@@ ") and comment.diff_hunk.endswith("+b = 20")
+    with pytest.raises(GithubException) as raised:
+        forge.review_inline_comments(number, review["id"] + 1000)
+    assert raised.value.status == 404
+    assert github.violations == []
+
+
 def test_review_comments_must_sit_on_the_diff_and_replies_on_a_root(github: FakeGitHub, tmp_path) -> None:
     gh, number = pull_with_branch(github, tmp_path)
     with pytest.raises(ValueError):

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from bot.fakes.anthropic import Drop, FakeAnthropic, HttpError, Reply, ToolCall, Usage
-from bot.fakes.openai_compat import FakeOpenAI
+from bot.fakes.openai_compat import FakeOpenAI, Sloppy
 
 USER = [{"role": "user", "content": "Fix the failing test."}]
 CLAUDE = "claude-sonnet-4-6"  # 4-5 warns: deprecated in anthropic 2.14
@@ -515,3 +515,54 @@ def test_kimi_errors_use_moonshots_body_shape(kimi_fake: FakeOpenAI) -> None:
         "type": "rate_limit_reached_error",
     }
     assert caught.value.response.headers["retry-after"] == "3"
+
+
+# --- OpenAI-compatible: sloppy mode (issue 14) -----------------------------------------------------------
+
+
+def test_sloppy_leak_puts_kimi_markup_in_content_instead_of_tool_calls() -> None:
+    with FakeOpenAI(moonshot=True, sloppy=Sloppy(leak_markup=1.0)) as fake:
+        fake.script(Reply(text="Reading.", tool_calls=[ToolCall("read_file", {"path": "a.py"})]))
+        completion = oai(fake).chat.completions.create(model=KIMI, messages=USER)
+
+    (choice,) = completion.choices
+    assert choice.message.tool_calls is None and choice.finish_reason == "stop"
+    assert choice.message.content == (
+        "Reading.<|tool_calls_section_begin|><|tool_call_begin|>functions.read_file:0"
+        '<|tool_call_argument_begin|>{"path": "a.py"}<|tool_call_end|><|tool_calls_section_end|>'
+    )
+    assert fake.quirks == ["leak_markup"]
+
+
+def test_sloppy_stream_mixes_whole_and_delta_arguments_and_drops_done() -> None:
+    sloppy = Sloppy(mixed_chunks=1.0, drop_done=1.0)
+    with FakeOpenAI(sloppy=sloppy) as fake:
+        fake.script(Reply(tool_calls=[ToolCall("run", {"cmd": "pytest -q"})]))
+        with oai(fake).chat.completions.with_streaming_response.create(
+            model="gpt-5", messages=USER, stream=True
+        ) as response:
+            body = response.read().decode()
+
+    data = [line[len("data: ") :] for line in body.splitlines() if line.startswith("data: ")]
+    assert "[DONE]" not in data and json.loads(data[-1])["choices"][0]["finish_reason"] == "tool_calls"
+    fragments = [
+        call["function"].get("arguments") or ""
+        for event in map(json.loads, data)
+        for choice in event["choices"]
+        for call in choice["delta"].get("tool_calls") or []
+    ]
+    assert "".join(fragments) != '{"cmd": "pytest -q"}' and '{"cmd": "pytest -q"}' in fragments
+    assert fake.quirks == ["mixed_chunks", "drop_done"]
+
+
+def test_sloppy_rates_replay_with_the_seed() -> None:
+    def played(seed: int) -> list[str]:
+        with FakeOpenAI(sloppy=Sloppy(leak_markup=0.5, drop_done=0.5, seed=seed)) as fake:
+            fake.script(*[Reply(tool_calls=[ToolCall("run", {"cmd": "ls"})])] * 8)
+            client = oai(fake)
+            for _ in range(8):
+                list(client.chat.completions.create(model="gpt-5", messages=USER, stream=True))
+            return list(fake.quirks)
+
+    first = played(3)
+    assert first == played(3) and 0 < first.count("drop_done") < 8 and 0 < first.count("leak_markup") < 8

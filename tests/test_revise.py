@@ -87,6 +87,12 @@ def test_revise_from_a_pr_comment_adds_a_commit_replies_and_reviews_again(
     assert [c["name"] for c in github.check_runs(REPO, head) if c["name"] == "Archon evaluation"] == [
         "Archon evaluation"
     ]
+    # the revision's `Archon run` check run: queued by triage, in progress in its job, then completed
+    key = f"{record.run_id}-v1"
+    [check] = [
+        c for c in github.check_runs(REPO, before[0]) if (c["name"], c["external_id"]) == ("Archon run", key)
+    ]
+    assert github.check_run_statuses(check["id"]) == ["queued", "in_progress", "completed"]
     [body] = [p["body"] for p in github.pulls(REPO)]  # the cost table has the revision's row
     assert "| 1 (revise) | @maintainer | Say in the docstring what a slug keeps. | $" in body
     assert f"| `{revision.commit[:7]}` |" in body and f"archon-bot:pull:{record.run_id}" in body
@@ -150,6 +156,22 @@ def test_a_crashed_revision_tells_the_maintainer_how_to_retry(github, redis_conn
     [told] = [c["body"] for c in bot_comments(github, pull["number"]) if prefix in c["body"]]
     assert told.startswith("@maintainer ") and "comment `/archon revise …` again to retry" in told
     assert revision.summary and revision.summary.split()[0] in told, told  # the reason, as recorded
+
+
+def test_a_crashed_revision_completes_its_check_run(github, redis_conn, remote, scripts, monkeypatch) -> None:
+    import bot.revise
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the work-horse ran out of disk")
+
+    record = done_run(redis_conn)
+    [pull] = github.pulls(REPO)
+    command(github, redis_conn, "/archon revise Document it.", pull_request=True, issue=pull["number"])
+    monkeypatch.setattr(bot.revise, "run_revision", crash)
+    work(redis_conn, RUNS)
+    [check] = [c for c in github.check_runs(REPO) if c["external_id"] == f"{record.run_id}-v1"]
+    assert (check["status"], check["conclusion"]) == ("completed", "failure")  # not "in progress" for ever
+    assert github.check_run_statuses(check["id"])[0] == "queued"
 
 
 def test_the_same_delivery_twice_revises_once(github, redis_conn, remote, scripts) -> None:
@@ -230,7 +252,11 @@ def test_changes_requested_revises_where_opted_in(github, redis_conn, remote, sc
     github.add_issue(REPO, 1, title=ISSUE_TITLE, body=ISSUE_BODY, author="Codertocat")
     record = done_run(redis_conn)
     [pull] = github.pulls(REPO)
+    review = github.add_review(
+        REPO, pull["number"], "Please document the rule.", author="maintainer", event="REQUEST_CHANGES"
+    )
     payload = review_payload(pull["number"], "Please document the rule.", state="changes_requested")
+    payload["review"]["id"] = review["id"]  # the delivery names the review it is about
     deliver(redis_conn, "pull_request_review", payload)
     work(redis_conn)
     work(redis_conn, RUNS)

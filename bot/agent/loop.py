@@ -3,7 +3,9 @@
 system prompt + tools + messages → provider → run the tool calls → results back → repeat. Every limit
 (turns, tokens, cost, wall clock) is checked in one place, `_limit_reached`, before each call; reaching
 one is a clean, reported stop that keeps the work done so far. Provider failures move down a fallback
-chain after `switch_after` consecutive failures; each switch is recorded in the ledger.
+chain after `switch_after` consecutive failures; each switch is recorded in the ledger. A long run keeps
+within the context window by trimming older tool results to stubs (`bot.agent.context`); `context_full`
+stops a run only when even that leaves no room.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.agent.context import ContextPolicy, TrimmedHistory
 from bot.agent.ledger import Ledger
 from bot.agent.tools import Toolbox
 from bot.agent.transcript import Transcript
@@ -110,6 +113,7 @@ class Agent:
     reasoning: Reasoning = field(default_factory=Reasoning)
     transcript_path: Path | None = None
     guard: SpendGuard | None = None
+    context: ContextPolicy = field(default_factory=ContextPolicy)
 
     def __post_init__(self) -> None:
         if not self.chain:
@@ -117,6 +121,8 @@ class Agent:
         self._slot = 0
         self._failures = 0
         self.ledger = Ledger()
+        self.history = TrimmedHistory(self.context)
+        self._unthought: dict[int, tuple[Message, Message | None]] = {}
 
     @property
     def slot(self) -> ModelSlot:
@@ -137,7 +143,7 @@ class Agent:
         turns, stop, detail = 0, "completed", ""
         try:
             while True:
-                if limit := self._limit_reached(turns, started):
+                if limit := self._limit_reached(turns, started, messages, transcript):
                     stop, detail = limit
                     break
                 turns += 1
@@ -160,6 +166,7 @@ class Agent:
                 stop=stop,
                 detail=detail,
                 turns=turns,
+                trims=self.history.trims,
                 wall_s=round(wall, 3),
                 cost_usd=self.ledger.cost_usd,
                 usage=self.ledger.usage,
@@ -169,7 +176,9 @@ class Agent:
 
     # --- limits ---------------------------------------------------------------------------------
 
-    def _limit_reached(self, turns: int, started: float) -> tuple[StopKind, str] | None:
+    def _limit_reached(
+        self, turns: int, started: float, messages: list[Message], transcript: Transcript
+    ) -> tuple[StopKind, str] | None:
         limits, ledger = self.limits, self.ledger
         if turns >= limits.max_turns:
             return "max_turns", f"turn limit of {limits.max_turns} reached"
@@ -185,18 +194,21 @@ class Agent:
         elapsed = time.monotonic() - started
         if elapsed >= limits.max_wall_s:
             return "wall_clock", f"wall-clock budget of {limits.max_wall_s:.0f}s reached ({elapsed:.0f}s)"
-        return self._context_full()
+        return self._context_full(messages, transcript)
 
-    def _context_full(self) -> tuple[StopKind, str] | None:
-        """Stop before a call the model could not take: the last prompt plus room for an answer already
-        fills the context window (the provider would answer 400, or truncate silently)."""
-        answered = [c for c in self.ledger.calls if c.error is None]
-        if not answered:
+    def _context_full(self, messages: list[Message], transcript: Transcript) -> tuple[StopKind, str] | None:
+        """Stop before a call the model could not take: the last prompt plus room for an answer fills the
+        context window (the provider would answer 400, or truncate silently) even once older tool results
+        are trimmed (`bot.agent.context`)."""
+        usage = next((c.usage for c in reversed(self.ledger.calls) if c.error is None), None)
+        if usage is None:
             return None
-        usage = answered[-1].usage
         prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens + usage.output_tokens
         spec = self.slot.spec
         room = self.limits.max_output_tokens or spec.max_output_tokens
+        if saved := self.history.trim(messages, prompt, room, spec.context_window):
+            transcript.write("trimmed", cut=self.history.cut, prompt_tokens=prompt, saved_tokens=saved)
+            prompt -= saved
         if prompt + room > spec.context_window:
             return "context_full", (
                 f"the conversation ({prompt:,} tokens) leaves no room for a {room:,}-token "
@@ -209,7 +221,9 @@ class Agent:
     def _request(self, system: str, messages: list[Message]) -> ModelRequest:
         spec = self.slot.spec
         reasoning = self.reasoning if self._slot == 0 else Reasoning()
-        history = messages if self._slot == 0 else _without_thinking(messages)
+        history = self.history.view(messages)
+        if self._slot:
+            history = self._without_thinking(history)
         max_tokens = self.limits.max_output_tokens or spec.max_output_tokens
         return ModelRequest(
             system=system,
@@ -260,7 +274,7 @@ class Agent:
                 f"{slot.provider.model} failed {self._failures} times in a row ({error.kind}: {error}) "
                 "and no fallback is left"
             )
-        self.ledger.record_fallback(slot.provider.name)
+        self.ledger.record_fallback(slot.provider.name, slot.provider.model)
         self._slot += 1
         self._failures = 0
         transcript.write(
@@ -271,13 +285,27 @@ class Agent:
             reason=error.kind,
         )
 
+    def _without_thinking(self, messages: list[Message]) -> list[Message]:
+        """Thinking is signed by, and only valid for, the provider that produced it. A fallback model gets
+        the conversation without it (and runs without thinking), which every API accepts. Each message is
+        cleaned once (memoised by identity: the conversation holds every message for the whole run)."""
+        cleaned = []
+        for message in messages:
+            known = self._unthought.get(id(message))
+            if known is None or known[0] is not message:
+                known = (message, _unthought(message))
+                self._unthought[id(message)] = known
+            if known[1] is not None:
+                cleaned.append(known[1])
+        return cleaned
+
     # --- tools ------------------------------------------------------------------------------------
 
     def _run_tools(self, response: ModelResponse, transcript: Transcript) -> Message:
         results = []
         for call in response.message.tool_calls():
             result = self.toolbox.call(call.name, call.arguments)
-            self.ledger.record_tool(response.provider, result.is_error)
+            self.ledger.record_tool(response.provider, result.is_error, result.edits, response.model)
             transcript.write(
                 "tool",
                 id=call.id,
@@ -297,12 +325,9 @@ def _final_text(messages: list[Message]) -> str:
     return ""
 
 
-def _without_thinking(messages: list[Message]) -> list[Message]:
-    """Thinking is signed by, and only valid for, the provider that produced it. A fallback model gets
-    the conversation without it (and runs without thinking), which every API accepts."""
-    cleaned = []
-    for message in messages:
-        blocks = tuple(b for b in message.content if not isinstance(b, ThinkingBlock))
-        if blocks:
-            cleaned.append(Message(role=message.role, content=blocks))
-    return cleaned
+def _unthought(message: Message) -> Message | None:
+    """`message` without thinking blocks (itself when it has none); None when nothing else is left."""
+    if not any(isinstance(b, ThinkingBlock) for b in message.content):
+        return message
+    blocks = tuple(b for b in message.content if not isinstance(b, ThinkingBlock))
+    return Message(role=message.role, content=blocks) if blocks else None

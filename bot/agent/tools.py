@@ -20,18 +20,23 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
+from functools import cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.agent.edits import REFUSED, Applied, EditRefused, apply_edit, numbered
 from bot.providers.types import ToolSpec
 from bot.sandbox import ENV_ALLOWLIST, Completed, Sandbox
 from bot.secrets import SECRET_ENV_NAME, Redactor, default_redactor, environ_secrets
 
 READ_ONLY = ("list_dir", "read_file", "search")
-ALL = (*READ_ONLY, "write_file", "edit_file", "run")
+ALL = (*READ_ONLY, "write_file", "edit_file", "multi_edit", "run")
+#: Tools whose results say how each edit matched (`ToolResult.edits`), for the ledger.
+EDIT_TOOLS = ("edit_file", "multi_edit")
+MAX_EDITS = 50
 
 DEFAULT_READ_LIMIT = 400
 MAX_READ_LIMIT = 2000
@@ -74,6 +79,19 @@ class ToolResult(BaseModel):
 
     content: str
     is_error: bool = False
+    edits: tuple[str, ...] = Field(
+        (),
+        description="Edit tools: per applied edit `exact` or its fallback rules (e.g. "
+        "`line_numbers+indentation`); one `refused` for a refused call (a `multi_edit` is all or none).",
+    )
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """What a handler returns when it has more to say than text (the edit tools' outcomes)."""
+
+    text: str
+    edits: tuple[str, ...] = ()
 
 
 # --- Argument models: each docstring is what the model reads about the tool.
@@ -121,13 +139,33 @@ class WriteFileArgs(_Args):
 
 
 class EditFileArgs(_Args):
-    """Replace exact text in a file. `old_string` must match the file exactly, whitespace and indentation
-    included, and must occur once unless `replace_all` is true."""
+    """Replace exact text in a file. `old_string` should match the file exactly, whitespace and indentation
+    included, and must occur once unless `replace_all` is true. Copy it without read_file's line numbers.
+    The result says whether it applied exactly or by a forgiving rule; when nothing matches, it shows the
+    closest lines of the file."""
 
     path: str = Field(min_length=1, description="File path relative to the repository root.")
     old_string: str = Field(min_length=1, description="The exact text to replace.")
     new_string: str = Field(description="The text to put in its place.")
     replace_all: bool = Field(False, description="Replace every occurrence instead of exactly one.")
+
+
+class EditArgs(_Args):
+    """One replacement of a `multi_edit`."""
+
+    old_string: str = Field(min_length=1, description="The exact text to replace.")
+    new_string: str = Field(description="The text to put in its place.")
+    replace_all: bool = Field(False, description="Replace every occurrence instead of exactly one.")
+
+
+class MultiEditArgs(_Args):
+    """Make several replacements in one file at once: all are applied or none. Each edit is matched against
+    the file as the edits before it left it, with the same rules as edit_file."""
+
+    path: str = Field(min_length=1, description="File path relative to the repository root.")
+    edits: list[EditArgs] = Field(
+        min_length=1, max_length=MAX_EDITS, description="The replacements, applied in order."
+    )
 
 
 class RunArgs(_Args):
@@ -159,12 +197,17 @@ class Toolbox:
         env_allowlist: Iterable[str] = DEFAULT_ENV_ALLOWLIST,
         secrets: Iterable[str] = (),
         sandbox: Sandbox | None = None,
+        forgiving_edits: bool = True,
     ) -> None:
         """`secrets` adds values minted at run time (an installation token) to those found in the
         environment; all of them are redacted from results. `sandbox` is the deployment's command runner
-        (`Sandbox(SandboxPolicy.from_settings(settings))`); the default one hides no deployment paths."""
+        (`Sandbox(SandboxPolicy.from_settings(settings))`); the default one hides no deployment paths.
+        `forgiving_edits` False turns the edit tools' fallback rules off (exact matches only), for the
+        benchmark that measures what they save."""
         self.root = Path(root).resolve(strict=True)
         self.allowed = _known_tools(allowed)
+        self.forgiving_edits = forgiving_edits
+        self._specs = tuple(_spec(name) for name in self.allowed)
         self.run_timeout_s = _bounded("run_timeout_s", run_timeout_s, 1, MAX_RUN_TIMEOUT_S)
         self.max_output_chars = _bounded("max_output_chars", max_output_chars, MIN_OUTPUT_CHARS, None)
         self.env_allowlist = _safe_env_names(env_allowlist)
@@ -173,18 +216,22 @@ class Toolbox:
         self._redactor = Redactor([*environ_secrets(os.environ), *secrets])
 
     def specs(self) -> list[ToolSpec]:
-        return [ToolSpec.from_args(name, _TOOLS[name].args) for name in self.allowed]
+        """The tools' definitions, derived once per tool (not on every turn)."""
+        return list(self._specs)
 
     def call(self, name: str, arguments: str | Mapping[str, Any] | None) -> ToolResult:
         """Run one tool call as the model sent it. Never raises for the model's mistakes."""
+        refused = (REFUSED,) if name in EDIT_TOOLS and name in self.allowed else ()
         try:
             tool = self._tool(name)
-            content = tool.handler(self, _parse_args(name, tool.args, arguments))
+            reply = tool.handler(self, _parse_args(name, tool.args, arguments))
         except ToolError as exc:
-            return self._result(str(exc), is_error=True)
+            return self._result(str(exc), is_error=True, edits=refused)
         except OSError as exc:
-            return self._result(f"{name} failed: {self._os_message(exc)}", is_error=True)
-        return self._result(content, is_error=False)
+            return self._result(f"{name} failed: {self._os_message(exc)}", is_error=True, edits=refused)
+        if isinstance(reply, _Reply):
+            return self._result(reply.text, is_error=False, edits=reply.edits)
+        return self._result(reply, is_error=False)
 
     def execute(self, command: str, timeout_s: int | None = None) -> CommandResult:
         """Run a command the bot (not the model) chose — validation, a workflow's shell node — with the
@@ -246,9 +293,10 @@ class Toolbox:
             raise ToolError(f"tool {name!r} is not available in this step; available tools: {available}")
         raise ToolError(f"unknown tool {name!r}; available tools: {available}")
 
-    def _result(self, text: str, *, is_error: bool) -> ToolResult:
+    def _result(self, text: str, *, is_error: bool, edits: tuple[str, ...] = ()) -> ToolResult:
         """Redact before cutting, so a cut cannot split a secret into unrecognisable halves."""
-        return ToolResult(content=_middle_cut(self.redact(text), self.max_output_chars), is_error=is_error)
+        content = _middle_cut(self.redact(text), self.max_output_chars)
+        return ToolResult(content=content, is_error=is_error, edits=edits)
 
     def _os_message(self, exc: OSError) -> str:
         if not exc.filename:
@@ -256,6 +304,30 @@ class Toolbox:
         path = Path(os.fsdecode(exc.filename))
         shown = self.rel(path) if path.is_relative_to(self.root) else path.name
         return f"{exc.strerror or exc}: {shown}"
+
+
+@cache
+def _spec(name: str) -> ToolSpec:
+    """A tool's definition, computed once per process: the argument models never change."""
+    spec = ToolSpec.from_args(name, _TOOLS[name].args)
+    return spec.model_copy(update={"parameters": _inline_refs(spec.parameters)})
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Nested models (a `multi_edit`'s edits) inlined: several OpenAI-compatible hosts reject `$ref`."""
+    defs = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                target = defs[node["$ref"].rsplit("/", 1)[-1]]
+                return inline({k: v for k, v in target.items() if k != "title"})
+            return {k: inline(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return inline(schema)
 
 
 def _known_tools(allowed: Iterable[str]) -> tuple[str, ...]:
@@ -404,7 +476,7 @@ def _numbered_page(lines: list[str], offset: int, limit: int, *, budget: int) ->
     rows: list[str] = []
     used = 0
     for number in range(offset, min(len(lines), offset + limit - 1) + 1):
-        row = f"{number:6}\t{_clip(lines[number - 1], MAX_LINE_CHARS)}"
+        row = numbered(number, _clip(lines[number - 1], MAX_LINE_CHARS))
         if rows and used + len(row) + 1 > budget:
             break
         rows.append(row)
@@ -475,24 +547,59 @@ def _write_file(box: Toolbox, args: WriteFileArgs) -> str:
     return f"wrote {len(data)} bytes to {box.rel(real)}"
 
 
-def _edit_file(box: Toolbox, args: EditFileArgs) -> str:
-    if args.old_string == args.new_string:
-        raise ToolError("old_string and new_string are identical; there is nothing to change")
+IDENTICAL = "old_string and new_string are identical; there is nothing to change"
+
+
+def _edit_file(box: Toolbox, args: EditFileArgs) -> _Reply:
     real = _existing_file(box, args.path)
     text = _read_text(real, args.path)
-    count = text.count(args.old_string)
-    if count == 0:
-        raise ToolError(
-            f"old_string not found in {args.path}; it must match the file exactly, including whitespace "
-            "and indentation. Call read_file to copy the exact text."
+    applied = _apply(box, text, args, args.path)
+    real.write_bytes(applied.text.encode("utf-8"))
+    return _Reply(_applied_line(applied, f"in {box.rel(real)}"), (applied.outcome,))
+
+
+def _multi_edit(box: Toolbox, args: MultiEditArgs) -> _Reply:
+    """Every edit against the text the previous ones left, in memory; the file is written once, at the
+    end, so a refused edit leaves it untouched."""
+    real = _existing_file(box, args.path)
+    text = _read_text(real, args.path)
+    lines, outcomes = [], []
+    for number, edit in enumerate(args.edits, 1):
+        try:
+            applied = _apply(box, text, edit, args.path)
+        except ToolError as exc:
+            raise ToolError(
+                f"edit {number} of {len(args.edits)} refused, so none was applied: {exc}"
+            ) from None
+        text = applied.text
+        lines.append(f"edit {number}: " + _applied_line(applied, ""))
+        outcomes.append(applied.outcome)
+    real.write_bytes(text.encode("utf-8"))
+    head = f"applied {len(args.edits)} edit{'' if len(args.edits) == 1 else 's'} to {box.rel(real)}"
+    return _Reply("\n".join([head, *lines]), tuple(outcomes))
+
+
+def _apply(box: Toolbox, text: str, edit: EditFileArgs | EditArgs, path: str) -> Applied:
+    if edit.old_string == edit.new_string:
+        raise ToolError(IDENTICAL)
+    try:
+        return apply_edit(
+            text,
+            edit.old_string,
+            edit.new_string,
+            replace_all=edit.replace_all,
+            forgiving=box.forgiving_edits,
+            path=path,
         )
-    if count > 1 and not args.replace_all:
-        raise ToolError(
-            f"old_string occurs {count} times in {args.path}; include more surrounding lines to make it "
-            "unique, or set replace_all to true to replace every occurrence"
-        )
-    real.write_bytes(text.replace(args.old_string, args.new_string).encode("utf-8"))
-    return f"replaced {count} occurrence{'' if count == 1 else 's'} in {box.rel(real)}"
+    except EditRefused as exc:
+        raise ToolError(str(exc)) from None
+
+
+def _applied_line(applied: Applied, where: str) -> str:
+    """`replaced 1 occurrence in a.py (line 12, applied exactly)`."""
+    count, where = applied.count, f" {where}" if where else ""
+    plural = "" if count == 1 else "s"
+    return f"replaced {count} occurrence{plural}{where} (line {applied.line}, {applied.describe()})"
 
 
 # --- The shell.
@@ -514,7 +621,7 @@ def _run(box: Toolbox, args: RunArgs) -> str:
 @dataclass(frozen=True)
 class _Tool:
     args: type[_Args]
-    handler: Callable[[Toolbox, Any], str]
+    handler: Callable[[Toolbox, Any], str | _Reply]
 
 
 _TOOLS: dict[str, _Tool] = {
@@ -523,5 +630,6 @@ _TOOLS: dict[str, _Tool] = {
     "search": _Tool(SearchArgs, _search),
     "write_file": _Tool(WriteFileArgs, _write_file),
     "edit_file": _Tool(EditFileArgs, _edit_file),
+    "multi_edit": _Tool(MultiEditArgs, _multi_edit),
     "run": _Tool(RunArgs, _run),
 }

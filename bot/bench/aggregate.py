@@ -34,6 +34,8 @@ QUALITY_THRESHOLD = 0.9
 NOISE_SE = 2.0
 MISSING_REASON = "no result: the cell's job never reported one"
 COUNTERS = ("tool_calls", "tool_errors", "retries", "stalls", "fallbacks")
+#: Issue 14's counters: calls the adapter recovered, and how edits matched (bot/agent/edits.py).
+EDIT_COUNTERS = ("recovered_calls", "edits_exact", "edits_fallback", "edits_refused")
 
 
 class _Frozen(BaseModel):
@@ -90,8 +92,16 @@ class PairingSummary(_Frozen):
     retries: int
     stalls: int
     fallbacks: int
+    recovered_calls: int = 0
+    edits_exact: int = 0
+    edits_fallback: int = 0
+    edits_refused: int = 0
     validated: int
     validation_passed: int
+
+    @property
+    def edits(self) -> int:
+        return self.edits_exact + self.edits_fallback + self.edits_refused
 
     @property
     def validation_rate(self) -> float | None:
@@ -198,6 +208,7 @@ def _summarize_pairing(
         },
         wall_s=stat([c.wall_s for c in ok]),
         **{name: sum(getattr(c, name) for c in cells) for name in COUNTERS},
+        **{name: sum(getattr(c, name) for c in cells) for name in EDIT_COUNTERS},
         validated=len(validated),
         validation_passed=sum(validated),
     )

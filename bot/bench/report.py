@@ -177,10 +177,27 @@ def _tables(pairings: list[PairingSummary], found: Verdict | None, out_of: int) 
     quality += ["Validation", "Cells ok"]
     cost = ["Pairing", "Cost/cell USD", "Total USD", "Input", "Output", "Cached", "Time"]
     cost += ["Tool failures", "Retries", "Stalls", "Fallbacks"]
+    edited = any(p.edits or p.recovered_calls for p in pairings)
+    if edited:
+        cost += ["Edits", "Recovered"]
     return [
         (quality, [_quality_row(p, found) for p in pairings]),
-        (cost, [_cost_row(p, found) for p in pairings]),
+        (cost, [_cost_row(p, found) + (_edit_cells(p) if edited else []) for p in pairings]),
     ]
+
+
+def edit_summary(p: PairingSummary) -> str:
+    """`14 edits, 3 by a fallback, 1 refused` for one pairing (its implementer's edits, mostly)."""
+    if not p.edits:
+        return NO_VALUE
+    parts = [f"{p.edits} edit{'' if p.edits == 1 else 's'}"]
+    parts += [f"{p.edits_fallback} by a fallback"] if p.edits_fallback else []
+    parts += [f"{p.edits_refused} refused"] if p.edits_refused else []
+    return ", ".join(parts)
+
+
+def _edit_cells(p: PairingSummary) -> list[str]:
+    return [edit_summary(p), str(p.recovered_calls)]
 
 
 def _quality_row(p: PairingSummary, found: Verdict | None) -> list[str]:

@@ -63,6 +63,10 @@ class CellResult(_Frozen):
     retries: int = Field(0, ge=0)
     stalls: int = Field(0, ge=0)
     fallbacks: int = Field(0, ge=0)
+    recovered_calls: int = Field(0, ge=0, description="Tool calls the adapter repaired (leaked markup, …).")
+    edits_exact: int = Field(0, ge=0)
+    edits_fallback: int = Field(0, ge=0, description="Edits applied by a forgiving rule (docs/providers.md).")
+    edits_refused: int = Field(0, ge=0)
     validation_passed: bool | None = Field(None, description="The repository's checks; None: not run.")
     branch: str | None = None
     pr_url: str | None = None
@@ -116,7 +120,17 @@ class BenchSpec(_Frozen):
 def ledger_fields(stats: Iterable[ProviderStats]) -> dict[str, Any]:
     """Sum ledgers' per-provider stats (one per node and provider) into `CellResult` keyword arguments."""
     fields: dict[str, Any] = {"cost_usd": 0.0, "usage": Usage()}
-    counters = ("tool_calls", "tool_errors", "retries", "stalls", "fallbacks")
+    counters = (
+        "tool_calls",
+        "tool_errors",
+        "retries",
+        "stalls",
+        "fallbacks",
+        "recovered_calls",
+        "edits_exact",
+        "edits_fallback",
+        "edits_refused",
+    )
     fields.update(dict.fromkeys(counters, 0))
     for stat in stats:
         fields["cost_usd"] += stat.cost_usd

@@ -189,6 +189,10 @@ class _Exchange:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' connection pools expect
+    # TCP_NODELAY on each accepted socket: an SSE body goes out in many small writes, and with Nagle on
+    # each write after the first waits for the client's delayed ACK (~40 ms a call on loopback), which
+    # made every call through a fake look slow and hid what the code around it costs.
+    disable_nagle_algorithm = True
     fake: ClassVar[FakeModelServer]
 
     def setup(self) -> None:

@@ -24,8 +24,11 @@ passes here is valid everywhere.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from bot.fakes._http import (
@@ -65,9 +68,17 @@ INTERLEAVED_THINKING_BETA = "interleaved-thinking"
 
 
 class FakeAnthropic(FakeModelServer):
-    """The Messages API on a loopback port; `base_url` is the server root, the SDK adds `/v1/messages`."""
+    """The Messages API on a loopback port; `base_url` is the server root, the SDK adds `/v1/messages`.
+
+    `cache=True` makes the input side of every answer's usage the fake's own count, prompt caching
+    included (`PromptCache`), instead of the scripted `Usage` (whose output counts still apply).
+    """
 
     endpoint = "/v1/messages"
+
+    def __init__(self, *, cache: bool = False) -> None:
+        super().__init__()
+        self.cache = PromptCache() if cache else None
 
     def validate(self, request: RecordedRequest) -> HttpError | None:
         for check in CHECKS:
@@ -89,19 +100,22 @@ class FakeAnthropic(FakeModelServer):
         return {"request-id": new_id("req_011C")}
 
     def message_body(self, reply: Reply, request: RecordedRequest) -> dict[str, Any]:
+        usage = self._counted(reply, request)
         return {
             **_message_head(request),
             "content": _blocks(reply),
             "stop_reason": _stop_reason(reply),
-            "usage": _usage(reply.usage),
+            "usage": _usage(usage),
         }
 
     def stream_events(self, reply: Reply, request: RecordedRequest) -> list[bytes]:
+        usage = self._counted(reply, request)
+        reply = Reply(**{**reply.__dict__, "usage": usage})
         start = {
             **_message_head(request),
             "content": [],
             "stop_reason": None,
-            "usage": _usage(reply.usage, 1),
+            "usage": _usage(usage, 1),
         }
         events = [_event("message_start", message=start), _event("ping")]
         for index, (block, raw) in enumerate(_stream_blocks(reply)):
@@ -110,6 +124,116 @@ class FakeAnthropic(FakeModelServer):
         events.append(_event("message_delta", delta=delta, usage=_usage(reply.usage)))
         events.append(_event("message_stop"))
         return events
+
+    def _counted(self, reply: Reply, request: RecordedRequest) -> Usage:
+        if self.cache is None:
+            return reply.usage
+        read, written, uncached = self.cache.serve(request.body)
+        return Usage(
+            input_tokens=uncached,
+            output_tokens=reply.usage.output_tokens,
+            cache_creation_tokens=written,
+            cache_read_tokens=read,
+            reasoning_tokens=reply.usage.reasoning_tokens,
+        )
+
+
+# --- prompt caching ---------------------------------------------------------------------------------
+
+#: Blocks before a breakpoint the API searches for an earlier cached prefix.
+CACHE_LOOKBACK_BLOCKS = 20
+CHARS_PER_TOKEN = 4
+#: The shortest prefix the API caches, by model (a shorter one is processed uncached, without an error).
+MIN_CACHEABLE_TOKENS = (
+    (re.compile(r"claude-(opus-4-5|haiku-4-5|opus-4-6)"), 4096),
+    (re.compile(r"haiku-3"), 2048),
+)
+DEFAULT_MIN_CACHEABLE_TOKENS = 1024
+
+
+def min_cacheable_tokens(model: str) -> int:
+    return next(
+        (tokens for pattern, tokens in MIN_CACHEABLE_TOKENS if pattern.search(model)),
+        DEFAULT_MIN_CACHEABLE_TOKENS,
+    )
+
+
+def block_tokens(block: Any) -> int:
+    """A stand-in tokenizer: a block's JSON (without its `cache_control`) at 4 characters a token."""
+    return max(1, len(json.dumps(block_view(block), sort_keys=True)) // CHARS_PER_TOKEN)
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    """The request's blocks in cache order, with a running hash and token count at each block's end."""
+
+    hashes: list[str]
+    tokens: list[int]
+    breakpoints: list[int]
+
+
+def _prefix(body: dict[str, Any]) -> _Prefix:
+    blocks = list(body.get("tools") or [])
+    system = body.get("system")
+    blocks += system if isinstance(system, list) else ([{"type": "text", "text": system}] if system else [])
+    for message in body["messages"]:
+        content = message.get("content")
+        blocks += _content(message) if isinstance(content, list) else [{"type": "text", "text": content}]
+    running = hashlib.sha256(str(body.get("model")).encode())
+    hashes, tokens, total = [], [], 0
+    for block in blocks:
+        running.update(json.dumps(block_view(block), sort_keys=True).encode())
+        hashes.append(running.hexdigest())
+        total += block_tokens(block)
+        tokens.append(total)
+    marked = [
+        index for index, block in enumerate(blocks) if isinstance(block, dict) and block.get("cache_control")
+    ]
+    return _Prefix(hashes, tokens, marked)
+
+
+def block_view(block: Any) -> Any:
+    """A block as the cache sees it: a breakpoint marks where to cache, it is not part of the content."""
+    return {k: v for k, v in block.items() if k != "cache_control"} if isinstance(block, dict) else block
+
+
+class PromptCache:
+    """What the API's prompt cache does, for the usage it reports.
+
+    The cache key is the prompt up to a block (tools, then system, then messages, in that order) and the
+    model. A breakpoint (`cache_control`) writes the prefix up to its block, if that prefix reaches the
+    model's minimum cacheable length; a request reads the longest prefix that was written before and ends
+    at most `CACHE_LOOKBACK_BLOCKS` blocks before one of its breakpoints. Usage splits the prompt into
+    `cache_read` (that prefix), `cache_creation` (from there to the last breakpoint that caches) and
+    `input_tokens` (the rest). Entries never expire here (the API's last 5 minutes, refreshed by each read).
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def serve(self, body: dict[str, Any]) -> tuple[int, int, int]:
+        """(cache_read, cache_creation, uncached input) tokens of this request; records what it writes."""
+        prefix = _prefix(body)
+        minimum = min_cacheable_tokens(str(body.get("model", "")))
+        total = prefix.tokens[-1] if prefix.tokens else 0
+        with self._lock:
+            read = self._longest_hit(prefix)
+            cached_end = read
+            for index in prefix.breakpoints:
+                if prefix.tokens[index] >= minimum:
+                    self.entries[prefix.hashes[index]] = prefix.tokens[index]
+                    cached_end = max(cached_end, prefix.tokens[index])
+        return read, cached_end - read, total - cached_end
+
+    def _longest_hit(self, prefix: _Prefix) -> int:
+        best = 0
+        for breakpoint in prefix.breakpoints:
+            for index in range(breakpoint, max(-1, breakpoint - CACHE_LOOKBACK_BLOCKS - 1), -1):
+                if prefix.hashes[index] in self.entries:
+                    best = max(best, prefix.tokens[index])
+                    break
+        return best
 
 
 # --- responses --------------------------------------------------------------------------------------

@@ -589,6 +589,8 @@ class FakeGitHub(Operations, ThreadOperations, CheckOperations):
 class _QuietHandler(WSGIRequestHandler):
     """Calls are recorded in `FakeGitHub.calls`; an access log per request would only be noise."""
 
+    disable_nagle_algorithm = True  # TCP_NODELAY, as in bot/fakes/_http.py
+
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
 

@@ -3,7 +3,8 @@
 A review comment sits on a line of the pull request's diff: GitHub answers 422 for any other line,
 gives it the `diff_hunk` up to that line, and keeps replies in the thread of a top-level comment
 (`in_reply_to_id`; GitHub does not accept a reply to a reply). Inline comments posted with a review
-(`POST .../reviews` with `comments[]`) become review comments too, carrying the review's id.
+(`POST .../reviews` with `comments[]`) become review comments too, carrying the review's id, and are
+listed per review (`GET .../reviews/{review_id}/comments`, GitHub's `review-comment` shape).
 
 A mixin of `FakeGitHub`, like `github_ops.Operations`.
 """
@@ -26,6 +27,11 @@ THREAD_ROUTES: tuple[tuple[str, str, str], ...] = (
         "POST",
         "/repos/<owner>/<repo>/pulls/<int:number>/comments/<int:comment_id>/replies",
         "reply_review_comment",
+    ),
+    (
+        "GET",
+        "/repos/<owner>/<repo>/pulls/<int:number>/reviews/<int:review_id>/comments",
+        "list_review_comments_of_review",
     ),
 )
 
@@ -115,6 +121,30 @@ class ThreadOperations:
         items = [self._review_comment_body(c) for c in self._pull_review_comments(found, number)]
         page, headers = _paginate(request, items)
         return 200, page, headers
+
+    def _op_list_review_comments_of_review(
+        self, request: Request, call: Call, body: Any, owner: str, repo: str, number: int, review_id: int
+    ) -> tuple:
+        """A review's inline comments; 404 for a review the pull request does not have, as on GitHub."""
+        found = self._need_repo(call, owner, repo)
+        pull = self._pull(found, number)
+        if not any(r["id"] == review_id for r in pull.reviews):
+            raise GitHubError(404, "Not Found")
+        stored = [c for c in self._pull_review_comments(found, number) if c["review_id"] == review_id]
+        page, headers = _paginate(request, [self._of_review_body(c) for c in stored])
+        return 200, page, headers
+
+    def _of_review_body(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """The `review-comment` schema: a review comment with its (legacy) diff positions."""
+        body = self._review_comment_body(stored)
+        position = self._position(stored)
+        return {**body, "position": position, "original_position": position or 1}
+
+    def _position(self, stored: dict[str, Any]) -> int | None:
+        """The comment's line counted in the file's diff below its first `@@` header (GitHub's
+        `position`), from the stored hunk: rows of earlier hunks are not counted (good enough here)."""
+        rows = stored["diff_hunk"].splitlines()
+        return len(rows) - 1 if len(rows) > 1 else None
 
     def _op_get_review_comment(
         self, request: Request, call: Call, body: Any, owner: str, repo: str, comment_id: int

@@ -29,13 +29,36 @@ Moonshot mode adds what Kimi does differently, from Moonshot's docs and reported
 - error types are Moonshot's own (`invalid_authentication_error`, `rate_limit_reached_error`, …) and
   the body has no `param`/`code`. That table is recalled from Moonshot's error-code docs, which the
   stored corpus did not hold; treat the exact type strings as best effort.
+
+Sloppy mode (issue 14) plays what Kimi hosts are reported to do, each at its own rate, from a seeded
+random generator so a run replays exactly: `FakeOpenAI(sloppy=Sloppy(leak_markup=0.3, mixed_chunks=0.3,
+drop_done=0.3, seed=7))`, or from the environment with `FakeOpenAI.from_env(os.environ)`:
+
+    ARCHON_FAKE_OPENAI_SLOPPY="leak_markup=0.3,mixed_chunks=0.3,drop_done=0.3,seed=7"  # or "all=0.3"
+
+- `leak_markup` (per reply with tool calls): the calls come as Kimi template markup at the end of
+  `content` — `<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>`
+  `{…}<|tool_call_end|>…<|tool_calls_section_end|>` — with no `tool_calls` and `finish_reason: "stop"`,
+  streamed (cut mid-token) or not, as a host whose tool parser missed the template sends them;
+- `mixed_chunks` (per streamed call with JSON-object arguments): the arguments come as deltas *and*
+  whole — either a last chunk repeating id, name and the full arguments, or a first chunk with the full
+  arguments followed by deltas of them;
+- `drop_done` (per stream): no `data: [DONE]` after the finishing (and usage) chunk; the body just ends.
+  To have it hang instead, script `Reply(hang=…, hang_after_events=999)` as well.
+`fake.quirks` lists what was played, one entry per call or stream (`leak_markup`, `mixed_chunks`,
+`drop_done`), so a test can check each one was recovered.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import random
+import threading
 import time
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Self
 
 from bot.fakes._http import (
     Drop,
@@ -50,7 +73,11 @@ from bot.fakes._http import (
     sse,
 )
 
-__all__ = ["Drop", "FakeOpenAI", "HttpError", "RecordedRequest", "Reply", "ToolCall", "Usage"]
+__all__ = ["Drop", "FakeOpenAI", "HttpError", "RecordedRequest", "Reply", "Sloppy", "ToolCall", "Usage"]
+
+SLOPPY_ENV = "ARCHON_FAKE_OPENAI_SLOPPY"
+KIMI_SECTION = ("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>")
+KIMI_CALL = "<|tool_call_begin|>{id}<|tool_call_argument_begin|>{arguments}<|tool_call_end|>"
 
 OPENAI_ERRORS = {  # status: (type, code)
     400: ("invalid_request_error", None),
@@ -77,16 +104,48 @@ KIMI_FIXED = {"top_p": 0.95, "n": 1, "presence_penalty": 0, "frequency_penalty":
 KIMI_TEMPERATURE = {True: 1.0, False: 0.6}  # by whether thinking is on
 
 
+@dataclass(frozen=True)
+class Sloppy:
+    """How often the fake makes each wire mistake (0 never, 1 always), and the seed that replays them."""
+
+    leak_markup: float = 0.0
+    mixed_chunks: float = 0.0
+    drop_done: float = 0.0
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """`leak_markup=0.3,mixed_chunks=0.3,drop_done=0.3,seed=7`; `all=R` sets every rate."""
+        values: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, value = item.partition("=")
+            names = ["leak_markup", "mixed_chunks", "drop_done"] if name.strip() == "all" else [name.strip()]
+            if not sep or not set(names) <= {f.name for f in fields(cls)}:
+                raise ValueError(f"{SLOPPY_ENV}: cannot read {item!r} (want NAME=RATE, names {fields(cls)})")
+            for one in names:
+                values[one] = int(value) if one == "seed" else float(value)
+        return cls(**values)
+
+
 class FakeOpenAI(FakeModelServer):
     """Chat Completions on a loopback port; `base_url` ends in `/v1`, like `https://api.moonshot.ai/v1`."""
 
     endpoint = "/v1/chat/completions"
     base_path = "/v1"
 
-    def __init__(self, *, moonshot: bool = False) -> None:
+    def __init__(self, *, moonshot: bool = False, sloppy: Sloppy | None = None) -> None:
         super().__init__()
         self.moonshot = moonshot
+        self.sloppy = sloppy or Sloppy()
+        self.quirks: list[str] = []
+        self._random = random.Random(self.sloppy.seed)
+        self._random_lock = threading.Lock()
         self._tool_numbers = itertools.count()  # Kimi numbers calls: functions.name:0, :1, …
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, moonshot: bool = False) -> FakeOpenAI:
+        """A fake as `ARCHON_FAKE_OPENAI_SLOPPY` asks (clean when it is unset or empty)."""
+        return cls(moonshot=moonshot, sloppy=Sloppy.parse(environ.get(SLOPPY_ENV, "")))
 
     def validate(self, request: RecordedRequest) -> HttpError | None:
         checks = [_check_auth, _check_fields, _check_tool_messages]
@@ -117,6 +176,7 @@ class FakeOpenAI(FakeModelServer):
         return {"x-request-id": new_id("req_", 32)}
 
     def message_body(self, reply: Reply, request: RecordedRequest) -> dict[str, Any]:
+        reply = self._maybe_leak(reply)
         choice = {
             "index": 0,
             "message": self._message(reply),
@@ -127,6 +187,7 @@ class FakeOpenAI(FakeModelServer):
         return {**head, "choices": [choice], "usage": self._usage(reply.usage)}
 
     def stream_events(self, reply: Reply, request: RecordedRequest) -> list[bytes]:
+        reply = self._maybe_leak(reply)
         head = _completion_head(request, "chat.completion.chunk")
         with_usage = bool((request.body.get("stream_options") or {}).get("include_usage"))
         if with_usage and not self.moonshot:
@@ -137,7 +198,49 @@ class FakeOpenAI(FakeModelServer):
             chunks[-1]["choices"][0]["usage"] = self._usage(reply.usage)
         if with_usage:
             chunks.append({**head, "choices": [], "usage": self._usage(reply.usage)})
-        return [sse(chunk) for chunk in chunks] + [sse("[DONE]")]
+        done = [] if self._roll("drop_done", self.sloppy.drop_done) else [sse("[DONE]")]
+        return [sse(chunk) for chunk in chunks] + done
+
+    # --- sloppiness ---------------------------------------------------------------------------------
+
+    def _roll(self, quirk: str, rate: float, times: int = 1) -> bool:
+        """Whether to make mistake `quirk` this time; noted in `quirks` (`times` entries) when so."""
+        if rate <= 0:
+            return False
+        with self._random_lock:
+            hit = self._random.random() < rate
+            if hit:
+                self.quirks.extend([quirk] * times)
+        return hit
+
+    def _maybe_leak(self, reply: Reply) -> Reply:
+        """The reply with its tool calls written as Kimi markup into the text, as a sloppy host sends it."""
+        calls = reply.tool_calls
+        if not calls or not self._roll("leak_markup", self.sloppy.leak_markup, len(calls)):
+            return reply
+        ids = [f"functions.{call.name}:{next(self._tool_numbers)}" for call in calls]
+        markup = "".join(
+            KIMI_CALL.format(id=i, arguments=c.arguments) for i, c in zip(ids, calls, strict=True)
+        )
+        text = reply.text + KIMI_SECTION[0] + markup + KIMI_SECTION[1]
+        return replace(reply, text=text, tool_calls=(), stop_reason=reply.stop_reason or "stop")
+
+    def _argument_deltas(self, index: int, tool_id: str, call: ToolCall) -> list[dict[str, Any]]:
+        """The opening fragment and the argument fragments of one streamed call (mixed, when sloppy)."""
+        function = {"name": call.name, "arguments": ""}
+        opening = {"index": index, "id": tool_id, "type": "function", "function": function}
+        deltas = [
+            {"tool_calls": [{"index": index, "function": {"arguments": part}}]}
+            for part in pieces(call.arguments)
+        ]
+        if not _is_object(call.arguments) or not self._roll("mixed_chunks", self.sloppy.mixed_chunks):
+            return [{"tool_calls": [opening]}, *deltas]
+        whole = {**opening, "function": {**function, "arguments": call.arguments}}
+        with self._random_lock:
+            whole_first = self._random.random() < 0.5
+        if whole_first:
+            return [{"tool_calls": [whole]}, *deltas]
+        return [{"tool_calls": [opening]}, *deltas, {"tool_calls": [whole]}]
 
     # --- responses ----------------------------------------------------------------------------------
 
@@ -163,19 +266,9 @@ class FakeOpenAI(FakeModelServer):
         first: dict[str, Any] = {"role": "assistant", "content": ""}
         deltas = [first if self.moonshot else {**first, "refusal": None}]
         deltas += [{"reasoning_content": part} for part in pieces(reply.thinking or "")]
-        deltas += [{"content": part} for part in pieces(reply.text)]
+        deltas += [{"content": part} for part in pieces(reply.text, 3 if "<|" not in reply.text else 7)]
         for index, (tool_id, call) in enumerate(zip(self._tool_ids(reply), reply.tool_calls, strict=True)):
-            opening = {
-                "index": index,
-                "id": tool_id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": ""},
-            }
-            deltas.append({"tool_calls": [opening]})
-            deltas += [
-                {"tool_calls": [{"index": index, "function": {"arguments": part}}]}
-                for part in pieces(call.arguments)
-            ]
+            deltas += self._argument_deltas(index, tool_id, call)
         return deltas
 
     def _tool_ids(self, reply: Reply) -> list[str]:
@@ -214,6 +307,13 @@ def _chunk(head: dict[str, Any], delta: dict[str, Any], finish_reason: str | Non
         **head,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
+
+
+def _is_object(arguments: str) -> bool:
+    try:
+        return isinstance(json.loads(arguments), dict)
+    except ValueError:
+        return False
 
 
 def _finish_reason(reply: Reply) -> str:

@@ -20,6 +20,7 @@ import copy
 import functools
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -35,6 +36,9 @@ from bot.labels import LabelSpec
 from bot.secrets import Redactor, default_redactor
 
 log = logging.getLogger(__name__)
+
+#: What a failed GitHub write raises (API errors, connections lost or timed out).
+WRITE_ERRORS = (GithubException, requests.RequestException)
 
 PULL_KIND = "pull"
 REVIEW_KIND = "review"
@@ -147,9 +151,26 @@ class CheckRunSpec:
 
 
 @dataclass(frozen=True)
+class InlineComment:
+    """A review's comment on a line of the diff: what a reviewer asked, and where."""
+
+    path: str
+    line: int | None
+    diff_hunk: str
+    body: str
+
+
+@dataclass(frozen=True)
 class PostedComment:
     id: int
     html_url: str
+
+
+@dataclass(frozen=True)
+class PostedPull(PostedComment):
+    """A pull request as GitHub answered it: `head_sha` is where its head was then (the run's push)."""
+
+    head_sha: str = ""
 
 
 class RepoForge:
@@ -168,6 +189,9 @@ class RepoForge:
         self.repo = github.get_repo(full_name)  # lazy: the client is built with lazy=True
         self._redactor = redactor
         self.policy = policy
+        # Per-job caches (a forge lives for one job; `with_policy` copies share them):
+        self._heads: dict[int, str] = {}  # pull number → head sha GitHub gave when the run opened it
+        self._checks: dict[str, dict[tuple[str, str], int]] = {}  # head → (name, external id) → id
 
     def with_policy(self, policy: RetryPolicy) -> RepoForge:
         """The same forge, retrying its writes under `policy` (best-effort progress, the final status)."""
@@ -181,12 +205,16 @@ class RepoForge:
     # --- who asked ---------------------------------------------------------------------------
 
     def permission(self, login: str) -> tuple[str, str]:
-        """(permission, role name) of a user: `maintain` and `triage` only show in the role name."""
+        """(permission, role name) of a user: `maintain` and `triage` only show in the role name.
+
+        One GET: PyGithub's `get_collaborator_permission` and `get_collaborator_role_name` each fetch
+        the same document, so it is read once here and both fields taken from it."""
+        url = f"{self.repo.url}/collaborators/{urllib.parse.quote(login)}/permission"
         try:
-            permission = self.repo.get_collaborator_permission(login)
+            _, data = self.repo.requester.requestJsonAndCheck("GET", url)
         except UnknownObjectException:
             return "none", "none"
-        return permission, self.repo.get_collaborator_role_name(login)
+        return data["permission"], data.get("role_name") or data["permission"]
 
     # --- reactions and comments ----------------------------------------------------------------
 
@@ -234,7 +262,7 @@ class RepoForge:
     # --- pull requests and reviews --------------------------------------------------------------
 
     @retried
-    def open_draft_pull(self, head: str, base: str, title: str, body: str, key: str) -> PostedComment:
+    def open_draft_pull(self, head: str, base: str, title: str, body: str, key: str) -> PostedPull:
         """Open a draft PR for `head`, or return the open one a previous attempt made (same branch).
 
         The body carries a `pull` marker keyed by the run, so a PR is recognisable as this run's even
@@ -245,7 +273,7 @@ class RepoForge:
         owner = self.full_name.split("/", 1)[0]
         for pull in self.repo.get_pulls(state="open", head=f"{owner}:{head}"):
             if pull.body and has_marker(pull.body, PULL_KIND, key):
-                return PostedComment(pull.number, pull.html_url)
+                return self._posted_pull(pull)
         try:
             pull = self.repo.create_pull(base=base, head=head, title=title, body=text, draft=True)
         except GithubException as error:
@@ -255,7 +283,17 @@ class RepoForge:
             if existing is None:
                 raise
             pull = existing  # created by a request whose answer we never saw (a 5xx and a retry)
-        return PostedComment(pull.number, pull.html_url)
+        return self._posted_pull(pull)
+
+    def _posted_pull(self, pull: Any) -> PostedPull:
+        """Remember the head GitHub reports for the pull request the run opened: the check runs that
+        follow go on it, without reading the pull request back (`opened_head`)."""
+        self._heads[pull.number] = pull.head.sha
+        return PostedPull(pull.number, pull.html_url, pull.head.sha)
+
+    def opened_head(self, number: int) -> str | None:
+        """The head of a pull request this forge opened (or found open) in this job, as GitHub said."""
+        return self._heads.get(number)
 
     @retried
     def edit_pull_body(self, number: int, body: str, key: str) -> None:
@@ -308,6 +346,21 @@ class RepoForge:
                 return True
         return False
 
+    def latest_review_id(self, number: int, author: str, state: str) -> int | None:
+        """The id of `author`'s latest review in `state` (e.g. CHANGES_REQUESTED) on the pull request."""
+        found = [r for r in self.repo.get_pull(number).get_reviews() if r.user and r.user.login == author]
+        return next((r.id for r in reversed(found) if r.state == state), None)
+
+    def review_inline_comments(self, number: int, review_id: int) -> list[InlineComment]:
+        """A review's inline comments (`GET .../reviews/{review_id}/comments`), oldest first."""
+        comments = self.repo.get_pull(number).get_single_review_comments(review_id)
+        return [
+            InlineComment(
+                path=c.path, line=c.line or c.original_line, diff_hunk=c.diff_hunk or "", body=c.body or ""
+            )
+            for c in comments
+        ]
+
     def pull_head(self, number: int) -> str:
         """The sha a pull request's head is at now (check runs go on it)."""
         return self.repo.get_pull(number).head.sha
@@ -321,6 +374,15 @@ class RepoForge:
                 return run
         return None
 
+    def _known_checks(self, head_sha: str) -> dict[tuple[str, str], int]:
+        """(name, external id) → id of every check run on the commit: listed once per job (all names at
+        once), then kept up to date with the ones this forge creates. A create whose answer was lost
+        drops the listing (`_put_check_run`), so the retry lists again and finds what it made."""
+        if head_sha not in self._checks:
+            listing = self.repo.get_commit(head_sha).get_check_runs(filter="all")
+            self._checks[head_sha] = {(run.name, run.external_id or ""): run.id for run in listing}
+        return self._checks[head_sha]
+
     @retried
     def create_check_run(self, check: CheckRunSpec) -> int:
         """Create the check run, or bring the one a previous attempt made (same name, head sha and
@@ -328,21 +390,33 @@ class RepoForge:
         return self._put_check_run(check)
 
     def _put_check_run(self, check: CheckRunSpec) -> int:
-        existing = self.find_check_run(check.name, check.head_sha, check.external_id)
-        if existing is not None:
-            existing.edit(**self._check_fields(check))
-            return existing.id
-        return self.repo.create_check_run(
-            name=check.name, head_sha=check.head_sha, **self._check_fields(check)
-        ).id
+        known = self._known_checks(check.head_sha)
+        key = (check.name, check.external_id)
+        try:
+            if key in known:
+                self._check_run(known[key]).edit(**self._check_fields(check))
+                return known[key]
+            created = self.repo.create_check_run(
+                name=check.name, head_sha=check.head_sha, **self._check_fields(check)
+            )
+        except WRITE_ERRORS:
+            self._checks.pop(check.head_sha, None)  # the write may have happened: look again on retry
+            raise
+        known[key] = created.id
+        return created.id
+
+    def _check_run(self, check_run_id: int) -> CheckRun:
+        """A check run by id without reading it (the client is lazy): for an edit, one PATCH."""
+        return self.repo.get_check_run(check_run_id)
 
     @retried
     def update_check_run(self, check_run_id: int, check: CheckRunSpec) -> int:
         """Bring a known check run to this state; if it is gone, create it rather than lose the update."""
         try:
-            self.repo.get_check_run(check_run_id).edit(**self._check_fields(check))
+            self._check_run(check_run_id).edit(**self._check_fields(check))
             return check_run_id
         except UnknownObjectException:
+            self._checks.pop(check.head_sha, None)
             return self._put_check_run(check)
 
     def _check_fields(self, check: CheckRunSpec) -> dict[str, Any]:

@@ -5,8 +5,11 @@ What the adapter adds to the SDK:
 - Translation between `bot.providers.types` and the wire: signed `thinking` and `redacted_thinking`
   blocks go back unchanged; consecutive same-role messages merge (the API wants alternation) and a user
   turn lists its `tool_result` blocks first.
-- Prompt caching: `cache_control` breakpoints on the system prompt, the last tool, and the last block of
-  the conversation — three of the four the API allows.
+- Prompt caching: `cache_control` breakpoints on the last tool, the system prompt (the API caches in
+  that order: tools, system, messages), the last block of the conversation, and the last block of the
+  previous request (the user turn before the last answer) — the four the API allows. The API looks for a
+  cached prefix at most 20 blocks before each breakpoint; a turn with many parallel tool calls adds more
+  than that, and the breakpoint where the previous request ended keeps its cache readable anyway.
 - Reliability. The SDK retries 429/5xx/529 and connection failures *before* a stream starts, honouring
   `retry-after`; a middleware counts those attempts and holds each one to the call's wall clock. Once
   a stream has started the SDK retries nothing — a stall surfaces as a raw `httpx2.ReadTimeout`, a drop
@@ -179,8 +182,9 @@ def _thinking(reasoning: Reasoning, max_tokens: int, cap: int) -> tuple[int, dic
 
 
 def wire_messages(request: ModelRequest) -> list[dict[str, Any]]:
-    """Messages on the wire: same-role neighbours merged, tool results first in a user turn, and a cache
-    breakpoint on the last block that may carry one (thinking blocks may not)."""
+    """Messages on the wire: same-role neighbours merged, tool results first in a user turn, and cache
+    breakpoints on the last block that may carry one (thinking blocks may not) of the last message and of
+    the user turn that ended the previous request."""
     wire: list[dict[str, Any]] = []
     for message in request.messages:
         blocks = [block for block in map(_wire_block, message.content) if block is not None]
@@ -195,6 +199,8 @@ def wire_messages(request: ModelRequest) -> list[dict[str, Any]]:
             message["content"].sort(key=lambda block: block["type"] != "tool_result")
     if wire:
         _mark_last_block(wire[-1]["content"])
+    if len(wire) >= 3 and wire[-3]["role"] == "user":
+        _mark_last_block(wire[-3]["content"])  # where the previous request ended: its cache is read
     return wire
 
 
@@ -287,10 +293,23 @@ class _Call:
         if remaining <= 0:  # a non-SDK exception: the SDK's retry loop lets it through
             raise _Failure("timeout", "no time left for another attempt", final=True)
         try:
-            return call_next(request.copy(timeout=_timeout(self.limits.stall_timeout_s, remaining)))
+            return call_next(_with_timeout(request, _timeout(self.limits.stall_timeout_s, remaining)))
         except anthropic.APITimeoutError as error:
             self.stalls += isinstance(error.__cause__, httpx2.ReadTimeout)
             raise
+
+
+def _with_timeout(request: anthropic.APIRequest, timeout: anthropic.Timeout) -> anthropic.APIRequest:
+    """`request` with another timeout. Not `request.copy(timeout=...)`: that deep-copies the JSON body —
+    the whole conversation, on every attempt, the largest cost of a turn in a long run. The body is
+    shared, which is safe: nothing on the way (ours or the SDK's) mutates it."""
+    return anthropic.APIRequest(
+        options=request.options.model_copy(update={"timeout": timeout}),
+        cast_to=request.cast_to,
+        stream=request.stream,
+        stream_cls=request.stream_cls,
+        retries_taken=request.retries_taken,
+    )
 
 
 def _kind(error: Exception) -> str:

@@ -10,6 +10,19 @@ timeout instead of after the whole answer. Reliability, in one place:
   (`limits.max_retries` in all) and the call's wall clock (`limits.timeout_s`);
 - every network wait is bounded by `limits.stall_timeout_s` (the httpx timeout), clipped to the time left.
 
+Sloppy hosts (issue 14; each repair is named in `ModelResponse.recoveries` and logged, never silent):
+- a tool call leaked as Kimi template markup into the text becomes a tool call again
+  (`leaked_tool_call`, one per call; the grammar is in `bot/providers/wire_recovery.py`);
+- a call whose arguments came both as deltas and whole is not doubled (`mixed_arguments`, one per call);
+- the turn ends on `finish_reason`: a stream that then closes without `data: [DONE]`, or goes quiet for
+  `AFTER_FINISH_GRACE_S`, is a finished answer, not a stall (`missing_done`). The chunks are read on a
+  helper thread so that wait can be shorter than the stall timeout; the SDK's Stream itself stops at
+  [DONE] and at the end of the body alike, so a watching SSE decoder notes which one it was.
+`recover=False` turns the three off (the answer as the wire gave it, a quiet stream after finish_reason
+is a stall as before), for measuring what they are worth (`scripts/bench.py sloppy`).
+`stream=False` asks for a whole `chat.completion` instead (for hosts whose streaming is broken); the same
+repairs apply to it.
+
 Dialects, chosen from the spec's provider (`moonshot=` overrides):
 - OpenAI: `max_completion_tokens`; `reasoning_effort="medium"` when reasoning is on, for the models that
   take it (ids starting `gpt-5` or `o` + digit); no `reasoning_content` is sent to api.openai.com, which
@@ -24,16 +37,21 @@ Dialects, chosen from the spec's provider (`moonshot=` overrides):
 
 from __future__ import annotations
 
+import logging
+import queue
 import re
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
 import openai
+from openai._streaming import ServerSentEvent, SSEDecoder
 
+from bot.providers import wire_recovery
 from bot.providers.registry import ModelSpec, Provider
 from bot.providers.types import (
     Block,
@@ -55,6 +73,8 @@ DEFAULT_BASE_URLS = {
     Provider.MOONSHOT: "https://api.moonshot.ai/v1",
     Provider.OPENROUTER: "https://openrouter.ai/api/v1",
 }
+log = logging.getLogger(__name__)
+
 DEFAULT_LIMITS = CallLimits()
 OPENAI_HOST = "api.openai.com"
 REASONING_EFFORT_MODELS = re.compile(r"^(gpt-[5-9]|o\d)")  # GPT-5 and later, the o-series
@@ -67,6 +87,11 @@ STOP_REASONS: Mapping[str, StopReason] = {
     "length": "max_tokens",
     "content_filter": "refusal",
 }
+AFTER_FINISH_GRACE_S = 2.0  # how long to wait for the usage chunk and [DONE] once finish_reason is in
+LEAKED_TOOL_CALL = "leaked_tool_call"
+MIXED_ARGUMENTS = "mixed_arguments"
+MISSING_DONE = "missing_done"
+RECOVERED_LOG = "%s %s: recovered a sloppy answer: %s"
 
 
 # --- counting requests --------------------------------------------------------------------------------
@@ -105,6 +130,50 @@ class _Failure(Exception):
         self.kind, self.detail, self.restart = kind, detail, restart
 
 
+# --- the SDK client, watching for [DONE] ---------------------------------------------------------------
+
+
+class _DoneWatcher(SSEDecoder):
+    """The SDK's SSE decoder, noting whether the stream said `[DONE]` before it ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saw_done = False
+
+    def iter_bytes(self, iterator: Iterator[bytes]) -> Iterator[ServerSentEvent]:
+        for event in super().iter_bytes(iterator):
+            self.saw_done = self.saw_done or event.data.startswith("[DONE]")
+            yield event
+
+
+class _Client(openai.OpenAI):
+    """`openai.OpenAI` whose streams carry a `_DoneWatcher` (`with_options` keeps the class)."""
+
+    def _make_sse_decoder(self) -> _DoneWatcher:
+        return _DoneWatcher()
+
+
+def _saw_done(stream: openai.Stream[Any]) -> bool:
+    decoder = getattr(stream, "_decoder", None)
+    if not isinstance(decoder, _DoneWatcher):  # an SDK change: fail loudly rather than miscount
+        raise TypeError(f"the openai SDK's Stream no longer uses our SSE decoder ({type(decoder)!r})")
+    return decoder.saw_done
+
+
+_END = object()  # the pump's last item: the stream's body ended
+
+
+def _pump(stream: openai.Stream[Any], items: queue.Queue[Any]) -> None:
+    """Helper thread: every chunk of `stream`, then `_END` — or the exception that stopped it."""
+    try:
+        with stream:
+            for chunk in stream:
+                items.put(chunk)
+        items.put(_END)
+    except BaseException as error:  # handed to the reading thread, which raises or judges it
+        items.put(error)
+
+
 # --- the adapter --------------------------------------------------------------------------------------
 
 
@@ -119,16 +188,19 @@ class OpenAICompatProvider:
         base_url: str | None,
         limits: CallLimits = DEFAULT_LIMITS,
         moonshot: bool | None = None,
+        stream: bool = True,
+        recover: bool = True,
     ) -> None:
         self.name = spec.provider.value
         self.model = spec.model
         self.limits = limits
         self.moonshot = spec.provider == Provider.MOONSHOT if moonshot is None else moonshot
         self.openai_dialect = spec.provider == Provider.OPENAI and not self.moonshot
+        self.stream, self.recover = stream, recover
         url = base_url or DEFAULT_BASE_URLS.get(spec.provider, DEFAULT_BASE_URLS[Provider.OPENAI])
         self.echo_reasoning = OPENAI_HOST not in url
         self._api_key = api_key
-        self._client = openai.OpenAI(
+        self._client = _Client(
             api_key=api_key,
             base_url=url,
             max_retries=limits.max_retries,
@@ -159,13 +231,17 @@ class OpenAICompatProvider:
                 if not self._may_restart(failure, call):
                     raise self._error(failure, call, stalls) from failure.__cause__
                 continue
-            return turn.response(
+            response = turn.response(
+                recover=self.recover,
                 provider=self.name,
                 model=turn.model or self.model,
                 latency_s=time.monotonic() - started,
                 retries=max(call.requests - 1, 0),
                 stalls=stalls,
             )
+            if response.recoveries:
+                log.info(RECOVERED_LOG, self.name, self.model, ", ".join(response.recoveries))
+            return response
 
     def _may_restart(self, failure: _Failure, call: _Call) -> bool:
         in_time = time.monotonic() < call.deadline
@@ -187,11 +263,13 @@ class OpenAICompatProvider:
         client = self._client.with_options(
             max_retries=max(self.limits.max_retries - call.requests, 0), timeout=httpx2.Timeout(wait)
         )
-        stream = self._open(client, body)
+        answer = self._open(client, body)
+        if not self.stream:
+            return _Turn.from_completion(answer)
         quiet_kind = "stall" if wait == self.limits.stall_timeout_s else "timeout"
-        return self._read(stream, call, quiet_kind)
+        return self._read(answer, call, quiet_kind)
 
-    def _open(self, client: openai.OpenAI, body: dict[str, Any]) -> openai.Stream[Any]:
+    def _open(self, client: openai.OpenAI, body: dict[str, Any]) -> Any:
         """Send the request; the SDK retries what fails before the first byte of the stream."""
         try:
             return client.chat.completions.create(**body)
@@ -208,11 +286,7 @@ class OpenAICompatProvider:
         """Accumulate the stream; trouble in the middle of it is worth a fresh attempt."""
         turn = _Turn()
         try:
-            with stream:
-                for chunk in stream:
-                    turn.add(chunk)
-                    if time.monotonic() >= call.deadline:
-                        raise _Failure("timeout", f"no answer within {self.limits.timeout_s:g} s")
+            self._drain(stream, turn, call)
         except openai.APITimeoutError as error:
             detail = f"the stream went quiet for {self.limits.stall_timeout_s:g} s"
             raise _Failure(quiet_kind, detail, restart=True) from error
@@ -226,6 +300,33 @@ class OpenAICompatProvider:
             raise _Failure("connection", "the stream ended without a finish_reason", restart=True)
         return turn
 
+    def _drain(self, stream: openai.Stream[Any], turn: _Turn, call: _Call) -> None:
+        """Feed `turn` from a pump thread; once `finish_reason` is in, wait only briefly for the rest.
+
+        Past `finish_reason` the answer is whole: a body that ends without [DONE], goes quiet or breaks is
+        noted as `missing_done` and the thread is left to its own timeout (it closes the stream itself).
+        """
+        items: queue.Queue[Any] = queue.Queue()
+        threading.Thread(target=_pump, args=(stream, items), name="openai-stream", daemon=True).start()
+        while True:
+            finished = turn.finish_reason is not None
+            try:
+                item = items.get(timeout=AFTER_FINISH_GRACE_S if finished and self.recover else None)
+            except queue.Empty:
+                turn.missing_done = True
+                return
+            if item is _END:
+                turn.missing_done = finished and not _saw_done(stream) and self.recover
+                return
+            if isinstance(item, BaseException):
+                if finished and self.recover and isinstance(item, openai.APIConnectionError):  # and timeouts
+                    turn.missing_done = True
+                    return
+                raise item
+            turn.add(item)
+            if time.monotonic() >= call.deadline:
+                raise _Failure("timeout", f"no answer within {self.limits.timeout_s:g} s")
+
     # --- the request ------------------------------------------------------------------------------------
 
     def request_body(self, request: ModelRequest) -> dict[str, Any]:
@@ -233,9 +334,10 @@ class OpenAICompatProvider:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": self.wire_messages(request),
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream": self.stream,
         }
+        if self.stream:
+            body["stream_options"] = {"include_usage": True}
         if request.tools:
             body["tools"] = [tool.to_openai() for tool in request.tools]
         body["max_completion_tokens" if self.openai_dialect else "max_tokens"] = request.max_tokens
@@ -301,6 +403,14 @@ class _PartialCall:
     name: str = ""
     arguments: list[str] = field(default_factory=list)
 
+    def tool_call(self, index: int, *, recover: bool) -> tuple[ToolCall, bool]:
+        """The finished call, and whether its argument chunks had to be untangled."""
+        if recover:
+            arguments, mixed = wire_recovery.join_arguments(self.arguments)
+        else:
+            arguments, mixed = "".join(self.arguments), False
+        return ToolCall(id=self.id or f"call_{index}", name=self.name, arguments=arguments), mixed
+
 
 @dataclass
 class _Turn:
@@ -312,6 +422,22 @@ class _Turn:
     calls: dict[int, _PartialCall] = field(default_factory=dict)
     finish_reason: str | None = None
     usage: Any = None
+    missing_done: bool = False
+
+    @classmethod
+    def from_completion(cls, completion: Any) -> _Turn:
+        """A whole `chat.completion` as the one-chunk stream it is equivalent to."""
+        turn = cls(model=completion.model or "", usage=completion.usage)
+        for choice in completion.choices[:1]:
+            message = choice.message
+            turn.text.append(message.content or "")
+            turn.reasoning.append(getattr(message, "reasoning_content", None) or "")
+            for index, wire in enumerate(message.tool_calls or []):
+                function = getattr(wire, "function", None)
+                name, arguments = (function.name, function.arguments) if function else ("", "")
+                turn.calls[index] = _PartialCall(id=wire.id or "", name=name or "", arguments=[arguments])
+            turn.finish_reason = choice.finish_reason
+        return turn
 
     def add(self, chunk: Any) -> None:
         self.model = self.model or chunk.model or ""
@@ -338,25 +464,62 @@ class _Turn:
                 partial.arguments.append(fragment.function.arguments or "")
 
     def _index(self, fragment: Any) -> int:
-        """The call a fragment belongs to; a server that omits `index` opens a call with each new id."""
+        """The call a fragment belongs to; a server that omits `index` opens a call with each new id.
+
+        A fragment repeating a known id belongs to that call, whatever its index says: whole-argument
+        repeats are not new calls."""
+        for index, partial in self.calls.items():
+            if fragment.id and partial.id == fragment.id:
+                return index
         if fragment.index is not None:
             return fragment.index
         if fragment.id or not self.calls:
             return len(self.calls)
         return max(self.calls)
 
-    def response(self, **fields: Any) -> ModelResponse:
-        blocks: list[Block] = []
-        if reasoning := "".join(self.reasoning):
-            blocks.append(ThinkingBlock(text=reasoning))
-        if text := "".join(self.text):
-            blocks.append(TextBlock(text=text))
+    def response(self, *, recover: bool = True, **fields: Any) -> ModelResponse:
+        recoveries: list[str] = []
+        calls = []
         for index, partial in sorted(self.calls.items()):
-            arguments = "".join(partial.arguments)
-            blocks.append(ToolCall(id=partial.id or f"call_{index}", name=partial.name, arguments=arguments))
-        message = Message(role="assistant", content=tuple(blocks))
-        stop = _stop_reason(self.finish_reason, has_calls=bool(self.calls))
-        return ModelResponse(message=message, stop_reason=stop, usage=_usage(self.usage), **fields)
+            call, mixed = partial.tool_call(index, recover=recover)
+            calls.append(call)
+            recoveries += [MIXED_ARGUMENTS] * mixed
+        reasoning, text = "".join(self.reasoning), "".join(self.text)
+        from_reasoning: list[ToolCall] = []
+        from_text: list[ToolCall] = []
+        if recover:
+            reasoning, from_reasoning = _recover_leaks(reasoning, calls)
+            text, from_text = _recover_leaks(text, calls + from_reasoning)
+        leaked = from_reasoning + from_text
+        recoveries += [LEAKED_TOOL_CALL] * len(leaked) + [MISSING_DONE] * self.missing_done
+        blocks: list[Block] = [ThinkingBlock(text=reasoning)] if reasoning else []
+        blocks += [TextBlock(text=text)] if text else []
+        message = Message(role="assistant", content=(*blocks, *calls, *leaked))
+        stop = _stop_reason(self.finish_reason, has_calls=bool(calls or leaked))
+        usage = _usage(self.usage)
+        return ModelResponse(
+            message=message, stop_reason=stop, usage=usage, recoveries=tuple(recoveries), **fields
+        )
+
+
+def _recover_leaks(text: str, known: list[ToolCall]) -> tuple[str, list[ToolCall]]:
+    """Tool calls leaked as markup into `text`, minus any the host also sent properly, and the text left."""
+    rest, leaked = wire_recovery.leaked_calls(text, first_index=len(known))
+    if not leaked:
+        return text, []
+    seen = {(call.name, call.arguments) for call in known}
+    fresh = [call for call in leaked if (call.name, call.arguments) not in seen]
+    if len(fresh) < len(leaked):
+        log.info("dropped %d leaked tool call(s) the host also sent as tool_calls", len(leaked) - len(fresh))
+    ids = {call.id for call in known}
+    return rest, [
+        ToolCall(
+            id=call.id if call.id not in ids else f"{call.id}.leaked",
+            name=call.name,
+            arguments=call.arguments,
+        )
+        for call in fresh
+    ]
 
 
 def _stop_reason(finish_reason: str | None, *, has_calls: bool) -> StopReason:

@@ -41,7 +41,7 @@ from bot.workspace import Worktree
 log = logging.getLogger(__name__)
 
 Node = AgentNode | ShellNode | BuiltinNode
-WRITE_TOOLS = {"write_file", "edit_file", "run"}
+WRITE_TOOLS = {"write_file", "edit_file", "multi_edit", "run"}
 DEFAULT_SYSTEM = (
     "You are a careful software engineer working in a git repository with the tools provided. " + NOTICE
 )
@@ -95,6 +95,9 @@ class RunServices:
     interrupts: tuple[type[BaseException], ...] = ()
     #: The repository's conventions for contributors, fenced (`bot.conventions`): `repo.conventions`.
     conventions: str = ""
+    #: The edit tools' forgiving rules (line-number prefixes, whitespace, indentation):
+    #: `ARCHON_FORGIVING_EDITS`.
+    forgiving_edits: bool = True
 
 
 @dataclass(frozen=True)
@@ -415,7 +418,13 @@ class Engine:
     def _toolbox(self, tools: Sequence[str]) -> Toolbox:
         """Tools bound to the run's worktree, running commands through the deployment's sandbox."""
         services = self.services
-        return Toolbox(services.worktree.path, tools, secrets=services.secrets, sandbox=services.sandbox)
+        return Toolbox(
+            services.worktree.path,
+            tools,
+            secrets=services.secrets,
+            sandbox=services.sandbox,
+            forgiving_edits=services.forgiving_edits,
+        )
 
     def _checkpoint(self, message: str) -> None:
         """Commit and push work in progress, so a retry anywhere continues from it."""
@@ -446,16 +455,15 @@ def _account(state: NodeRun, agent: Agent) -> None:
     state.cost_usd = round(state.cost_usd + ledger.cost_usd, 8)
     for name, stats in ledger.providers.items():
         state.providers[name] = _merge(state.providers.get(name), stats)
+    for key, stats in ledger.models.items():
+        state.models[key] = _merge(state.models.get(key), stats)
     answered = [c for c in ledger.calls if c.error is None]
     if answered:
         state.answered_by = answered[-1].model
 
 
 def _merge(old: ProviderStats | None, new: ProviderStats) -> ProviderStats:
-    if old is None:
-        return new.model_copy()
-    merged = {name: getattr(old, name) + getattr(new, name) for name in ProviderStats.model_fields}
-    return ProviderStats(**merged)
+    return new.model_copy() if old is None else old + new
 
 
 def _outputs(node: Node) -> tuple[str, ...]:
