@@ -113,7 +113,7 @@ class MetricsStore:
 
 def count_in(pipe: redis.client.Pipeline, name: str, /, **labels: str) -> None:
     """Queue one increment on a pipeline the caller executes (so a count can ride in its transaction)."""
-    pipe.hincrby(HASH, _field(name, {k: str(v) for k, v in labels.items()}), 1)
+    pipe.execute_command(*increment(name, **labels))
 
 
 def increment(name: str, /, **labels: str) -> tuple[str, str, str, int]:

@@ -100,47 +100,45 @@ def _best_effort(what: str, write: Callable[[], int]) -> int | None:
         return None
 
 
-def run_check(record: RunRecord, head_sha: str) -> CheckRunSpec:
-    """The `Archon run` check run for the record's state: in progress, or completed with its conclusion."""
-    if record.state in RUN_CONCLUSIONS:
-        title, summary = RUN_CHECK_TITLES[record.state], record.summary or record.state.value
-        status, conclusion = "completed", RUN_CONCLUSIONS[record.state]
-    else:
-        url = record.status_comment_url
-        where = f"the [status comment]({url})" if url else "the status comment"
-        title, summary = RUNNING_TITLE, RUNNING_SUMMARY.format(run_id=record.run_id, where=where)
-        status, conclusion = "in_progress", None
+def _lifecycle(
+    state: RunState, summary: str | None, running_summary: str
+) -> tuple[str, str, str | None, str]:
+    """(title, status, conclusion, summary) of an `Archon run` check run for a run's or a revision's
+    state: queued, in progress, or completed with its conclusion."""
+    if state in RUN_CONCLUSIONS:
+        return RUN_CHECK_TITLES[state], "completed", RUN_CONCLUSIONS[state], summary or state.value
+    if state is RunState.QUEUED:
+        return "Queued", "queued", None, running_summary
+    return RUNNING_TITLE, "in_progress", None, running_summary
+
+
+def _check_spec(
+    head_sha: str, key: str, lifecycle: tuple[str, str, str | None, str], details_url: str | None
+) -> CheckRunSpec:
+    title, status, conclusion, summary = lifecycle
     return CheckRunSpec(
-        name=RUN_CHECK,
-        head_sha=head_sha,
-        external_id=record.run_id,
-        status=status,
-        conclusion=conclusion,
-        title=title,
-        summary=summary,
-        details_url=record.status_comment_url or record.pr_url,
-    )
+        name=RUN_CHECK, head_sha=head_sha, external_id=key, status=status, conclusion=conclusion,
+        title=title, summary=summary, details_url=details_url,
+    )  # fmt: skip
+
+
+def run_check(record: RunRecord, head_sha: str) -> CheckRunSpec:
+    """The `Archon run` check run for the record's state: in progress, or completed with its conclusion.
+    (A run's check run is created when its pull request opens, so a queued run never has one.)"""
+    url = record.status_comment_url
+    where = f"the [status comment]({url})" if url else "the status comment"
+    running = RUNNING_SUMMARY.format(run_id=record.run_id, where=where)
+    state = RunState.RUNNING if record.state is RunState.QUEUED else record.state
+    lifecycle = _lifecycle(state, record.summary, running)
+    return _check_spec(head_sha, record.run_id, lifecycle, record.status_comment_url or record.pr_url)
 
 
 def revision_check(record: RunRecord, revision: Revision, head_sha: str) -> CheckRunSpec:
     """The `Archon run` check run of one revision (its own external id): queued when triage enqueues it,
     in progress while its job runs, completed with its outcome."""
     key = REVISION_KEY.format(run_id=record.run_id, number=revision.number)
-    if revision.state in RUN_CONCLUSIONS:
-        title, status = RUN_CHECK_TITLES[revision.state], "completed"
-        summary, conclusion = revision.summary or revision.state.value, RUN_CONCLUSIONS[revision.state]
-    else:
-        queued = revision.state is RunState.QUEUED
-        title, status, conclusion = (
-            ("Queued" if queued else RUNNING_TITLE),
-            ("queued" if queued else "in_progress"),
-            None,
-        )
-        summary = REVISION_SUMMARY.format(number=revision.number, kind=revision.kind, run_id=record.run_id)
-    return CheckRunSpec(
-        name=RUN_CHECK, head_sha=head_sha, external_id=key, status=status, conclusion=conclusion,
-        title=title, summary=summary, details_url=record.pr_url,
-    )  # fmt: skip
+    running = REVISION_SUMMARY.format(number=revision.number, kind=revision.kind, run_id=record.run_id)
+    return _check_spec(head_sha, key, _lifecycle(revision.state, revision.summary, running), record.pr_url)
 
 
 def post_revision_check(forge: RepoForge, record: RunRecord, revision: Revision, head_sha: str) -> None:
