@@ -13,7 +13,9 @@ name: the web process never imports the job code.
 
 from __future__ import annotations
 
+import os
 import textwrap
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from functools import cached_property
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 from rq import Callback, Queue, Retry
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job, JobStatus
@@ -132,6 +135,13 @@ def connect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=30)
 
 
+class _Line(threading.local):
+    """One thread's own Redis connection for the accept script, and the process it was made in."""
+
+    connection: redis.connection.AbstractConnection | None = None
+    pid: int = 0
+
+
 @dataclass
 class JobQueue:
     connection: redis.Redis
@@ -153,6 +163,49 @@ class JobQueue:
         job = textwrap.indent(self._triage_template.lua(), "  ")
         return self.connection.register_script(_ACCEPT_SCRIPT % {"slots": len(SLOTS), "job": job})
 
+    @cached_property
+    def _lines(self) -> _Line:
+        return _Line()
+
+    def _line(self) -> redis.connection.AbstractConnection:
+        """This thread's connection for the accept script, made by the client's pool with the client's
+        settings (timeouts, health checks, retry, connection class) but held by the thread: a checkout
+        and release per call, with the client's per-command bookkeeping, cost the web handler more CPU
+        than the round trip they wrap (docs/performance.md, front door). Made anew in a forked child."""
+        line = self._lines
+        if line.connection is None or line.pid != os.getpid():
+            line.connection, line.pid = self.connection.connection_pool.make_connection(), os.getpid()
+        connection = line.connection
+        # What the pool checks before it lends a connection: one that has something to read (the server
+        # closed it while it was idle, e.g. a Redis restart) is replaced, not used for the first attempt.
+        try:
+            connection.connect()
+            if connection.can_read():
+                raise redis.ConnectionError("connection has unread data")
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            connection.disconnect()
+            connection.connect()
+        return connection
+
+    def _run_accept(self, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA of the accept script on this thread's connection, with the connection's own retry
+        (a failed attempt disconnects; the next one reconnects). A server that lost the script (a
+        restart, SCRIPT FLUSH) gets it loaded again, as redis-py's `Script` does."""
+        script, connection = self._accept, self._line()
+
+        def attempt() -> Any:
+            connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return connection.read_response()
+
+        def call() -> Any:
+            return connection.retry.call_with_retry(attempt, lambda _error: connection.disconnect())
+
+        try:
+            return call()
+        except NoScriptError:
+            script.sha = self.connection.script_load(script.script)
+            return call()
+
     def ping(self) -> bool:
         return bool(self.connection.ping())
 
@@ -169,7 +222,7 @@ class JobQueue:
             for job_id, task in zip(job_ids, tasks, strict=True)
         ]
         key = f"archon:delivery:{delivery_id}"
-        if not self._accept(keys=[key], args=script_args(DELIVERY_TTL, also, jobs)):
+        if not self._run_accept([key], script_args(DELIVERY_TTL, also, jobs)):
             return None
         return job_ids
 

@@ -13,6 +13,7 @@ fails with the difference, rather than jobs being written that RQ's workers woul
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -167,5 +168,12 @@ def _rq_version() -> str:
 
 
 def now_stamp() -> str:
-    """The time as RQ writes `created_at` and `enqueued_at` (`rq.utils.utcformat` of a UTC now)."""
-    return utcformat(datetime.now(UTC))
+    """The time as RQ writes `created_at` and `enqueued_at`: `rq.utils.utcformat` of a UTC now."""
+    return stamp_of(time.time_ns())
+
+
+def stamp_of(ns: int) -> str:
+    """`utcformat` of the UTC time `ns` nanoseconds after the epoch, formatted from the integer: the
+    same text for a third of the CPU of an aware `datetime` and `strftime` (it is on every delivery)."""
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"

@@ -133,34 +133,42 @@ def run_on_github(
 
     The issue's text is the snapshot taken when the run was accepted; only a run without one (a
     benchmark cell, an older record) reads it from GitHub, once, and keeps that for its retries.
-    The repository's files — `.github/archon.yml`, its workflows, its conventions — come from the mirror
-    the run syncs anyway, at the default branch's commit the worktree then starts from: one fetch, and
-    config and code that agree, rather than a contents-API call per file. The default branch too: the
-    mirror's `origin/HEAD` is the remote's, so no `GET /repos/{repo}`.
+    The repository's files — `.github/archon.yml`, its workflows, its conventions — come from the mirror,
+    at the commit of the default branch the run's worktree was made from: config and code that agree,
+    rather than a contents-API call per file. The worktree comes first: `prepare` checks the remote for
+    pushes while it checks out what the mirror has, so a later run pays for that round trip only when
+    something moved (docs/performance.md, workspaces). The default branch too: the mirror's `origin/HEAD`
+    is the remote's, so no `GET /repos/{repo}`.
     `status`: the job's status comment writer (its interval spans the whole job).
     """
     if record.issue is None:
         title, body, url = forge.issue(record.config.issue)
         record.issue = IssueInfo(number=record.config.issue, title=title, body=body, url=url)
     workspace = git_workspace(settings)
-    mirror = workspace.sync(record.config.repo, token=token())
-    record.default_branch = record.default_branch or mirror_default_branch(mirror)
-    files = workspace.snapshot(record.config.repo, token=token())
-    config = parse_repo_config(files.read_file(CONFIG_PATH))
-    workflow = pick_workflow(record, files.read_dir(REPO_DIR))
-    registry = registry_for(config, settings)
-    publisher = publisher or GitHubPublisher(
-        forge, store, lambda: gated(workflow, record), min_score=config.evaluation.min_score, status=status
-    )
-    workspace.cleanup(settings.archon_keep_failed_hours * 3600)
-    return execute_in(
-        workspace,
-        RunSetup(workflow, record, publisher, config, registry, settings, token),
-        connection=store.redis,
-        conventions=read_conventions(files.read_file),
-        base=files.commit,
-        fetch=False,
-    )
+    record.branch = record.branch or branch_name(record)
+    worktree = workspace.prepare(record.config.repo, record.run_id, record.branch, token=token())
+    try:
+        mirror = workspace.mirror_path(record.config.repo)
+        record.default_branch = record.default_branch or mirror_default_branch(mirror)
+        files = workspace.snapshot(record.config.repo, worktree.base_tip, token=token())
+        config = parse_repo_config(files.read_file(CONFIG_PATH))
+        workflow = pick_workflow(record, files.read_dir(REPO_DIR))
+        registry = registry_for(config, settings)
+        publisher = publisher or GitHubPublisher(
+            forge,
+            store,
+            lambda: gated(workflow, record),
+            min_score=config.evaluation.min_score,
+            status=status,
+        )
+    except BaseException:
+        workspace.remove(worktree)  # nothing ran in it: a retry makes a fresh one
+        raise
+    workspace.cleanup(settings.archon_keep_failed_hours * 3600)  # ours is held, so it is kept
+    return execute(
+        workflow, record, publisher, workspace, worktree, config, registry, settings, token,
+        store.redis, read_conventions(files.read_file),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

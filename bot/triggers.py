@@ -13,6 +13,7 @@ run, and the run's derived job id (see `runconfig`) collapses them into one.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
@@ -289,8 +290,12 @@ def _label_tokens(name: str) -> list[str]:
     return tokens
 
 
+@functools.lru_cache(maxsize=512)
 def parse_label(name: str) -> RunRequest | BenchRequest | None:
-    """One label on its own. None if it is not ours."""
+    """One label on its own. None if it is not ours.
+
+    Cached: a repository uses a handful of labels, each delivery of a labelled issue parses all of them,
+    and the requests are frozen. A refused label raises every time (exceptions are not cached)."""
     if not is_archon_label(name):
         return None
     if name.strip().lower() == BENCH_LABEL:

@@ -6,6 +6,8 @@ Layout under the data directory:
     mirrors/<owner>/<repo>.lock   flock guarding the mirror's creation, fetches and worktree bookkeeping
                                   (never a whole run, nor a checkout)
     mirrors/<owner>/<repo>.fetch  refreshes started and finished: `sync`'s single-flight generation stamp
+    mirrors/<owner>/<repo>.refresh  flock held shared by each refresh under way, from its generation being
+                                  taken until its listing is applied: what a caller it serves waits on
     worktrees/<run_id>/           the run's worktree, on the run's branch
     worktrees/<run_id>.lock       flock held by the live `Worktree`; free means the run has finished
     worktrees/<run_id>.failed     `mark_failed`'s time: `cleanup` keeps the worktree a while, for debugging
@@ -19,7 +21,10 @@ the contents API, and from the very commit its worktree then starts from (`prepa
 
 Sharing: runs of one repository share its mirror, across worker processes. `sync` is single-flight — one
 refresh serves every caller that asked before it started — and a refresh whose `ls-remote` finds every
-branch already in the mirror fetches nothing. A blobless partial mirror (`partial=True`) skips the history's
+branch already in the mirror fetches nothing. `prepare(fetch=True)` overlaps that `ls-remote` with the
+checkout of the commit the mirror already has, and moves the worktree to the new commit only when the
+listing shows something was pushed: a later run costs about what `git worktree add` does, and never misses a
+push made before it asked. A blobless partial mirror (`partial=True`) skips the history's
 blobs on the first run; git fetches a missing blob when a checkout or a read needs it, from the remote
 each such call names on its command line, with the token in its environment as for any fetch.
 
@@ -56,6 +61,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -437,6 +443,10 @@ class Worktree:
     #: On a partial mirror, where git fetches a blob it lacks (`Workspace._lazy_fetch`); no token, so a
     #: private remote's blobs must already be there (`prepare` fetches those `diff` needs).
     lazy: tuple[str, ...] = ()
+    #: The commit the base named when the worktree was made (the remote's default branch by default) —
+    #: where a run reads its config from after `prepare(fetch=True)`; `base_sha` is the fork point instead
+    #: on a resumed branch.
+    base_tip: str | None = None
     _lock: IO[str] | None = field(default=None, repr=False, compare=False)
 
     def head(self) -> str:
@@ -701,52 +711,97 @@ class Workspace:
     ) -> Worktree:
         """A fresh worktree for the run on `branch`, from `base` (a remote branch or a commit; default: the
         remote's default branch) — or from the remote `branch` itself when it exists and `resume` is set.
-        `fetch=False`: the caller has just `sync`ed (to read the repository's files first); no second fetch.
+
+        `fetch=True`: `sync` and the checkout in one call, overlapped (`_checkout`), so a later run pays for
+        the remote's round trip only when something was pushed. `fetch=False`: the caller has just `sync`ed
+        (to read the repository's files first); no second refresh.
 
         An earlier worktree of the same run id (a retry on this machine) is replaced; one still held by a
         live run is refused.
         """
         path = self.worktree_path(run_id)
-        self._check_branch(branch)
-        lock = _try_lock(self._marker(run_id, ".lock"))
-        if lock is None:
-            raise WorkspaceError(f"prepare {run_id}", f"run {run_id} already has a worktree in use")
-        url = self.remote_url(repo)
-        try:
-            self._discard(path, keep_lock=True)
-            mirror = self.sync(repo, token=token) if fetch else self.mirror_path(repo)
-            lazy = self._lazy_fetch(mirror, url)
-            # Worktree registrations live in the mirror: adding one while another process fetches (or
-            # removes one) makes git read a half-written `worktrees/<id>/HEAD`. The mirror lock orders the
-            # bookkeeping; the checkout, which writes only the new worktree's own files, runs outside it.
-            with _locked(mirror.with_suffix(".lock")):
-                if not fetch:  # `sync` checked it then; another process may have fetched since
-                    check_repository_config(mirror)
-                start, base_sha, resumed = self._start(mirror, repo, branch, base, resume)
-                args = ["worktree", "add", "--quiet", "--no-checkout", "--no-track", "-B", branch, str(path)]
-                run_git(["--git-dir", str(mirror), *args, start], cwd=mirror)
-                git_dir = _new_git_dir(mirror, path)
-            checkout = [
-                *lazy,
-                "--git-dir",
-                str(git_dir),
-                "--work-tree",
-                str(path),
-                "read-tree",
-                "--reset",
-                "-u",
-            ]
-            run_git([*checkout, "HEAD"], cwd=path, env=_remote_env(url, token), secret=token)
-            if (
-                lazy and resumed
-            ):  # `diff` compares with the fork point: have its blobs while the token is here
-                self.hydrate(repo, [base_sha], token=token)
-        except BaseException:
-            lock.close()
-            raise
-        worktree = Worktree(repo, path, branch, base_sha, url, resumed, self.identity, git_dir, _lock=lock)
-        worktree.lazy = lazy
+        # git calls on threads, beside the ones the checkout waits for: the branch name's check, the listing
+        # of the mirror's refs (both joined before the worktree is added) and, for `fetch`, the remote's
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            branch_ok = pool.submit(self._check_branch, branch)
+            lock = _try_lock(self._marker(run_id, ".lock"))
+            if lock is None:
+                raise WorkspaceError(f"prepare {run_id}", f"run {run_id} already has a worktree in use")
+            url, mirror = self.remote_url(repo), self.mirror_path(repo)
+            try:
+                if fetch and not (mirror / "HEAD").is_file():  # a first run: no commit to check out meanwhile
+                    branch_ok.result()
+                    self.sync(repo, token=token)
+                    fetch = False
+                self._discard(path, keep_lock=True)
+                start, git_dir, lazy = self._checkout(
+                    repo, path, branch, base, resume, token, pool, branch_ok, fresh=fetch
+                )
+                if lazy and start.resumed:  # `diff` compares with the fork point: its blobs, with the token
+                    self.hydrate(repo, [start.fork], token=token)
+            except BaseException:
+                lock.close()
+                raise
+        worktree = Worktree(
+            repo, path, branch, start.fork, url, start.resumed, self.identity, git_dir, _lock=lock
+        )
+        worktree.lazy, worktree.base_tip = lazy, start.tip
         return worktree
+
+    def _checkout(
+        self,
+        repo: str,
+        path: Path,
+        branch: str,
+        base: str | None,
+        resume: bool,
+        token: str | None,
+        pool: ThreadPoolExecutor,
+        branch_ok: Future[None],
+        *,
+        fresh: bool,
+    ) -> tuple[Start, Path, tuple[str, ...]]:
+        """Register the run's worktree and check it out at the start commit the mirror has now; `fresh`:
+        with the freshness check of `sync` under way meanwhile (the remote's `ls-remote` on a thread). When
+        the check finds nothing new — the common case — the worktree is already right; when it fetched, or
+        another process's refresh did, the start is resolved again and the worktree moves there (`reset
+        --hard`, which rewrites only the files that differ). Either way the worktree has every push made
+        before the call.
+
+        Worktree registrations live in the mirror: adding one while another process fetches (or removes one)
+        makes git read a half-written `worktrees/<id>/HEAD`. The mirror lock orders the bookkeeping; the
+        checkout, which writes only the new worktree's own files, runs outside it."""
+        mirror, url = self.mirror_path(repo), self.remote_url(repo)
+        network, env = network_config(url), _remote_env(url, token)
+        ticket = _read_stamp(mirror.with_suffix(".fetch")).started
+        with contextlib.ExitStack() as held:
+            with _locked(mirror.with_suffix(".lock")):
+                # the refs the worktree starts from (what the remote's listing is compared with), read while
+                # the config is checked: reading refs runs nothing a planted setting could name
+                listed = pool.submit(_local_refs, mirror) if fresh or base is None else None
+                check_repository_config(mirror)  # another process may have fetched since the last check
+                check = self._begin_check(mirror, url, network, token, ticket, pool) if fresh else None
+                if check is not None:
+                    held.callback(check.close)
+                seen = listed.result() if listed is not None else None
+                start = self._find_start(mirror, repo, branch, base, resume, waiting=check, refs=seen)
+                branch_ok.result()
+                if start is not None:
+                    git_dir = self._add(mirror, path, branch, start.commit)
+            if check is not None and start is None:  # the base is not in the mirror (yet): check first
+                if not check.served:
+                    self._finish_check(repo, check, token)
+                return self._checkout(repo, path, branch, base, resume, token, pool, branch_ok, fresh=False)
+            lazy = self._lazy_fetch(mirror, url)
+            repo_args = [*lazy, "--git-dir", str(git_dir), "--work-tree", str(path)]
+            run_git([*repo_args, "read-tree", "--reset", "-u", "HEAD"], cwd=path, env=env, secret=token)
+            if check is not None and not check.served and not self._finish_check(repo, check, token, seen):
+                moved = self._start(mirror, repo, branch, base, resume)
+                if moved.commit != start.commit:
+                    reset = [*repo_args, "reset", "--hard", "--quiet", moved.commit]
+                    run_git(reset, cwd=path, env=env, secret=token)
+                start = moved
+        return start, git_dir, lazy
 
     def hydrate(self, repo: str, revs: Sequence[str], *, token: str | None) -> None:
         """Fetch, in one request, every blob of `revs`' trees a partial mirror lacks — before code that
@@ -779,33 +834,150 @@ class Workspace:
         args = [*self._lazy_fetch(mirror, url), *_bare(mirror), *fetch]
         run_git(args, cwd=mirror, env=_remote_env(url, token), secret=token, input=missing)
 
+    def _find_start(
+        self,
+        mirror: Path,
+        repo: str,
+        branch: str,
+        base: str | None,
+        resume: bool,
+        *,
+        waiting: FreshnessCheck | None,
+        refs: RefState | None,
+    ) -> Start | None:
+        """`_start`, or None when it fails while a freshness check is `waiting` to be finished (a base pushed
+        moments ago is not in the mirror yet; the check's fetch may bring it)."""
+        try:
+            return self._start(mirror, repo, branch, base, resume, refs)
+        except WorkspaceError:
+            if waiting is None or waiting.served:
+                raise
+            return None
+
+    def _add(self, mirror: Path, path: Path, branch: str, commit: str) -> Path:
+        """Register the worktree at `path` on `branch` at `commit`, not checked out (the caller holds the
+        mirror's lock); its registration in the mirror."""
+        args = ["worktree", "add", "--quiet", "--no-checkout", "--no-track", "-B", branch, str(path), commit]
+        run_git(["--git-dir", str(mirror), *args], cwd=mirror)
+        return _new_git_dir(mirror, path)
+
     def sync(self, repo: str, *, token: str | None) -> Path:
         """Create the repository's mirror on first use, else bring it up to date; return its path.
 
         Single-flight, across processes sharing the data dir: a caller that asked while another's refresh
-        was queued gets that refresh's result instead of making its own, provided it *started* after the
+        was under way gets that refresh's result instead of making its own, provided it *started* after the
         caller asked (so a push made before the ask is always seen). `<mirror>.fetch` holds two numbers:
-        refreshes started, refreshes finished; the generation read on asking is the caller's ticket."""
+        refreshes started, refreshes finished; the generation read on asking is the caller's ticket
+        (`_begin_check`). A new mirror is made and fetched under the mirror's lock, so nobody reads it half
+        made."""
         mirror, url = self.mirror_path(repo), self.remote_url(repo)
         network = network_config(url)  # an unusable URL is refused before anything is created
-        stamp = mirror.with_suffix(".fetch")
-        ticket = _read_stamp(stamp).started
-        with _locked(mirror.with_suffix(".lock")):
-            created = not (mirror / "HEAD").is_file()
-            if created:
-                shutil.rmtree(mirror, ignore_errors=True)
-                run_git(["init", "--bare", "--quiet", str(mirror)], cwd=mirror.parent)
-            check_repository_config(mirror)  # before the fetch, and so before any checkout from the mirror
-            state = _read_stamp(stamp)
-            if created or state.finished <= ticket:
-                _write_stamp(stamp, FetchStamp(state.started + 1, state.finished))
-                self.refreshes += 1
-                fetched = _refresh(mirror, url, network, token, partial=created and self.partial)
-                self.fetches += fetched
-                if fetched:  # the default branch's files: what runs read and check out, now with the token
-                    self.hydrate(repo, [f"{REMOTE_REFS}/HEAD"], token=token)
-                _write_stamp(stamp, FetchStamp(state.started + 1, state.started + 1))
+        ticket = _read_stamp(mirror.with_suffix(".fetch")).started
+        with ThreadPoolExecutor(max_workers=1) as pool, contextlib.ExitStack() as held:
+            with _locked(mirror.with_suffix(".lock")):
+                created = not (mirror / "HEAD").is_file()
+                if created:
+                    shutil.rmtree(mirror, ignore_errors=True)
+                    run_git(["init", "--bare", "--quiet", str(mirror)], cwd=mirror.parent)
+                # before the remote is listed or fetched from, and so before any checkout from the mirror
+                check_repository_config(mirror)
+                if created:
+                    self._refresh_now(repo, mirror, network, token, partial=self.partial)
+                    return mirror
+                check = self._begin_check(mirror, url, network, token, ticket, pool)
+                held.callback(check.close)
+            if not check.served:
+                self._finish_check(repo, check, token)
         return mirror
+
+    def _begin_check(
+        self,
+        mirror: Path,
+        url: str,
+        network: Sequence[str],
+        token: str | None,
+        ticket: int,
+        pool: ThreadPoolExecutor,
+    ) -> FreshnessCheck:
+        """Under the mirror's lock: decide whether this caller needs a refresh of its own, and if so start
+        its `ls-remote` on `pool`. A refresh that started after the caller asked (`started > ticket`) serves
+        it: finished already, or to be waited for (`_finish_check`). Otherwise the caller's refresh takes the
+        next generation and holds `<mirror>.refresh` shared until it has applied its listing, so a caller it
+        serves can wait for it without the mirror's lock."""
+        stamp = mirror.with_suffix(".fetch")
+        state = _read_stamp(stamp)
+        if state.started > ticket:
+            return FreshnessCheck(ticket, served=state.finished > ticket)
+        held = _shared_lock(mirror.with_suffix(".refresh"))
+        generation = state.started + 1
+        _write_stamp(stamp, FetchStamp(generation, state.finished))
+        self.refreshes += 1
+        listing = pool.submit(_list_remote, mirror, url, network, token)
+        return FreshnessCheck(ticket, generation=generation, listing=listing, held=held)
+
+    def _finish_check(
+        self, repo: str, check: FreshnessCheck, token: str | None, seen: RefState | None = None
+    ) -> bool:
+        """Make the mirror as fresh as `check` requires. True when the remote's listing matches `seen` (the
+        mirror's refs the caller read at `_begin_check`, under the same hold of the lock): what the caller
+        made from them is fresh, and nothing needs a git call. False: the refs may have moved since; the
+        caller resolves again."""
+        mirror, url = self.mirror_path(repo), self.remote_url(repo)
+        network, stamp = network_config(url), mirror.with_suffix(".fetch")
+        if check.listing is None:  # served by a refresh under way: wait for every one to end
+            _wait_for(mirror.with_suffix(".refresh"))
+            with _locked(mirror.with_suffix(".lock")):
+                if _read_stamp(stamp).finished <= check.ticket:  # that refresh failed: one of our own
+                    self._refresh_now(repo, mirror, network, token, partial=False)
+            return False
+        remote = check.listing.result()
+        fresh = seen is not None and remote.branches == seen.branches and remote.head in (None, seen.head)
+        with _locked(mirror.with_suffix(".lock")):
+            state = _read_stamp(stamp)
+            # nothing new since `seen` (the mirror only moves forward), or a refresh begun after this one has
+            # already applied a newer listing (never go back to ours): nothing to apply
+            if not fresh and state.finished < check.generation:
+                self._apply(repo, mirror, remote, token)
+            state = _read_stamp(stamp)
+            _write_stamp(stamp, FetchStamp(state.started, max(state.finished, check.generation)))
+        check.close()
+        return fresh
+
+    def _refresh_now(
+        self, repo: str, mirror: Path, network: Sequence[str], token: str | None, *, partial: bool
+    ) -> None:
+        """A whole refresh under the mirror's lock (the caller holds it): a new mirror's first fetch
+        (`partial`: blobless), or a caller's own after the refresh it waited for failed."""
+        stamp = mirror.with_suffix(".fetch")
+        state = _read_stamp(stamp)
+        generation = state.started + 1
+        _write_stamp(stamp, FetchStamp(generation, state.finished))
+        self.refreshes += 1
+        check_repository_config(mirror)  # before git reads it to reach the remote
+        remote = _list_remote(mirror, self.remote_url(repo), network, token)
+        self._apply(repo, mirror, remote, token, partial=partial)
+        _write_stamp(stamp, FetchStamp(generation, max(state.finished, generation)))
+
+    def _apply(
+        self, repo: str, mirror: Path, remote: RefState, token: str | None, *, partial: bool = False
+    ) -> None:
+        """Under the mirror's lock: bring `REMOTE_REFS` and the default branch up to `remote` (a listing of
+        the remote's). When the mirror already has every branch at its sha there is nothing to fetch."""
+        url = self.remote_url(repo)
+        network = network_config(url)
+        local = _local_refs(mirror)
+        fetched = remote.branches != local.branches
+        if fetched:
+            check_repository_config(mirror)  # right before git reads it to fetch
+            _fetch(mirror, url, network, _remote_env(url, token), token, partial=partial)
+            run_git([*_bare(mirror), "worktree", "prune"], cwd=mirror)
+            self.fetches += 1
+        moved = remote.head is not None and remote.head != local.head
+        if moved:
+            head = ["symbolic-ref", f"{REMOTE_REFS}/HEAD", f"{REMOTE_REFS}/{remote.head}"]
+            run_git([*_bare(mirror), *head], cwd=mirror)
+        if fetched:  # the default branch's files: what runs read and check out, now with the token
+            self.hydrate(repo, [f"{REMOTE_REFS}/HEAD"], token=token)
 
     def snapshot(self, repo: str, rev: str | None = None, *, token: str | None = None) -> Snapshot:
         """The files of `rev` (default: the remote's default branch, as the last `sync` fetched it) in the
@@ -864,26 +1036,32 @@ class Workspace:
         return (*network_config(url), "-c", f"remote.{PROMISOR}.url={url}")
 
     def _start(
-        self, mirror: Path, repo: str, branch: str, base: str | None, resume: bool
-    ) -> tuple[str, str, bool]:
-        """Start commit, base commit, and whether the run resumes a pushed branch. The candidates are
-        resolved in one `cat-file --batch-check` (this is on every run's path), the fork point only when
-        the run resumes."""
+        self,
+        mirror: Path,
+        repo: str,
+        branch: str,
+        base: str | None,
+        resume: bool,
+        refs: RefState | None = None,
+    ) -> Start:
+        """Where the run starts, what it compares against, and whether it resumes a pushed branch. The
+        candidates are resolved from `refs` (the mirror's, when the caller has read them) or in one
+        `cat-file --batch-check` (this is on every run's path), the fork point only when the run resumes."""
         names = [f"{REMOTE_REFS}/HEAD"] if base is None else [f"{REMOTE_REFS}/{base}", base]
         pushed_name = f"{REMOTE_REFS}/{branch}" if resume else None
-        found = _commits_of(mirror, [*names, *([pushed_name] if pushed_name else [])])
+        found = _resolve(mirror, [*names, *([pushed_name] if pushed_name else [])], refs)
         base_sha = next((found[name] for name in names if found.get(name)), None)
         if base_sha is None:
             what = "the remote's default branch" if base is None else repr(base)
             raise WorkspaceError(f"prepare {repo}", f"cannot find {what} in {repo}")
         pushed = found.get(pushed_name) if pushed_name else None
         if pushed is None:
-            return base_sha, base_sha, False
+            return Start(base_sha, base_sha, base_sha, False)
         fork = run_git([*_bare(mirror), "merge-base", pushed, base_sha], cwd=mirror, check=False)
-        return pushed, fork.stdout.decode().strip() or base_sha, True
+        return Start(pushed, fork.stdout.decode().strip() or base_sha, base_sha, True)
 
     def _base(self, mirror: Path, repo: str, base: str | None) -> str:
-        return self._start(mirror, repo, "HEAD", base, resume=False)[1]
+        return self._start(mirror, repo, "HEAD", base, resume=False).tip
 
     def _check_branch(self, branch: str) -> None:
         self.worktrees.mkdir(parents=True, exist_ok=True)
@@ -931,22 +1109,11 @@ def _bare(mirror: Path) -> list[str]:
     return ["--git-dir", str(mirror)]
 
 
-def _refresh(mirror: Path, url: str, network: Sequence[str], token: str | None, *, partial: bool) -> bool:
-    """Bring `REMOTE_REFS` and the default branch up to the remote's; True when that took a fetch. One
-    `ls-remote` lists the remote's branches: when the mirror already has every one at its sha, there is
-    nothing to fetch."""
-    env = _remote_env(url, token)
+def _list_remote(mirror: Path, url: str, network: Sequence[str], token: str | None) -> RefState:
+    """The remote's branches and default branch, from one `ls-remote` (no object is transferred)."""
     listing = [*_bare(mirror), *network, "ls-remote", "--symref", url, "HEAD", "refs/heads/*"]
-    remote = _remote_refs(run_git(listing, cwd=mirror, env=env, secret=token).stdout.decode(errors="replace"))
-    local = _local_refs(mirror)
-    fetched = remote.branches != local.branches
-    if fetched:
-        _fetch(mirror, url, network, env, token, partial=partial)
-        run_git([*_bare(mirror), "worktree", "prune"], cwd=mirror)
-    if remote.head is not None and remote.head != local.head:
-        head = ["symbolic-ref", f"{REMOTE_REFS}/HEAD", f"{REMOTE_REFS}/{remote.head}"]
-        run_git([*_bare(mirror), *head], cwd=mirror)
-    return fetched
+    env = _remote_env(url, token)
+    return _remote_refs(run_git(listing, cwd=mirror, env=env, secret=token).stdout.decode(errors="replace"))
 
 
 def _fetch(
@@ -974,10 +1141,12 @@ def _fetch(
 
 @dataclass(frozen=True)
 class RefState:
-    """A repository's branches (name → sha) and the branch its HEAD names."""
+    """A repository's branches (name → sha) and the branch its HEAD names; `other`: the branches whose
+    object is not a commit (from the mirror's listing only)."""
 
     branches: dict[str, str]
     head: str | None
+    other: frozenset[str] = frozenset()
 
 
 def _remote_refs(listing: str) -> RefState:
@@ -994,19 +1163,47 @@ def _remote_refs(listing: str) -> RefState:
 
 def _local_refs(mirror: Path) -> RefState:
     """The mirror's copy of the remote's branches, and the one `REMOTE_REFS/HEAD` names."""
-    listing = git_text(
-        [*_bare(mirror), "for-each-ref", "--format=%(objectname) %(refname) %(symref)", f"{REMOTE_REFS}/"],
-        cwd=mirror,
-    )
-    branches, head = {}, None
+    format = "--format=%(objectname) %(objecttype) %(refname) %(symref)"
+    listing = git_text([*_bare(mirror), "for-each-ref", format, f"{REMOTE_REFS}/"], cwd=mirror)
+    branches, head, other = {}, None, set()
     for line in listing.splitlines():
-        sha, name, *symref = line.split(" ")
+        sha, kind, name, *symref = line.split(" ")
         short = name.removeprefix(f"{REMOTE_REFS}/")
         if short == "HEAD":
             head = symref[0].removeprefix(f"{REMOTE_REFS}/") if symref and symref[0] else None
         else:
             branches[short] = sha
-    return RefState(branches, head)
+            if kind != "commit":
+                other.add(short)
+    return RefState(branches, head, frozenset(other))
+
+
+#: What only a revision expression (`main~1`, `HEAD@{1}`, `a..b`), never a ref name, contains.
+_REV_SYNTAX = re.compile(r"[~^:?*\[\\\s]|@\{|\.\.")
+
+
+def _resolve(mirror: Path, revs: Sequence[str], refs: RefState | None) -> dict[str, str | None]:
+    """The commit each of `revs` names in `mirror`: a plain name under `REMOTE_REFS` from `refs` (the
+    mirror's listing, already read: no git call), the rest in one `_commits_of`."""
+    found: dict[str, str | None] = {}
+    for rev in revs:
+        if refs is not None and (name := _listed_name(rev, refs)) is not None:
+            found[rev] = refs.branches.get(name)
+    rest = [rev for rev in revs if rev not in found]
+    return {**found, **(_commits_of(mirror, rest) if rest else {})}
+
+
+def _listed_name(rev: str, refs: RefState) -> str | None:
+    """The branch of `refs` whose entry answers for `rev` (absent from `refs`: `rev` names no commit), or
+    None when only git can tell: not a plain name under `REMOTE_REFS`, or a branch holding something other
+    than a commit."""
+    prefix = f"{REMOTE_REFS}/"
+    if not rev.startswith(prefix) or _REV_SYNTAX.search(rev):
+        return None
+    name = rev.removeprefix(prefix)
+    if name == "HEAD":
+        name = refs.head or ""
+    return None if not name or name in refs.other else name
 
 
 def _is_partial(mirror: Path) -> bool:
@@ -1050,6 +1247,51 @@ def _write_stamp(path: Path, stamp: FetchStamp) -> None:
     scratch = path.with_name(f"{path.name}.{os.getpid()}")
     scratch.write_text(f"{stamp.started} {stamp.finished}\n")
     os.replace(scratch, path)
+
+
+@dataclass
+class FreshnessCheck:
+    """One caller's refresh between `Workspace._begin_check` and `_finish_check`. `served`: a refresh that
+    started after the caller asked had already finished. `listing` (the caller's own `ls-remote`, under
+    way) is None when another's refresh serves the caller; `held` is the shared lock on `<mirror>.refresh`
+    the caller's own refresh keeps until it has applied its listing."""
+
+    ticket: int
+    served: bool = False
+    generation: int = 0
+    listing: Future[RefState] | None = None
+    held: IO[str] | None = None
+
+    def close(self) -> None:
+        if self.held is not None:
+            self.held.close()
+            self.held = None
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a worktree starts (`commit`), what it diffs against (`fork`), and the commit the base named
+    (`tip`; the fork point differs from it on a resumed branch)."""
+
+    commit: str
+    fork: str
+    tip: str
+    resumed: bool
+
+
+def _shared_lock(path: Path) -> IO[str]:
+    """The open file at `path`, flocked shared (waiting for an exclusive holder); its owner closes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a")  # noqa: SIM115 - the open file is the lock; its owner closes it
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    return handle
+
+
+def _wait_for(path: Path) -> None:
+    """Until nobody holds `path`'s flock shared: every refresh under way has applied its listing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
 
 
 def _new_git_dir(mirror: Path, path: Path) -> Path:

@@ -1,12 +1,13 @@
 """Front door: the webhook against a bare Flask route, both under the Procfile's gunicorn configuration.
 
-Starts a private `redis-server` and, one after the other, two gunicorn servers launched exactly as the
-Procfile's `web` line (`gunicorn -c python:bot.gunicorn_conf …`, so the same worker class, worker count,
-access log and log format): one serving `bot.web:create_app()`, one serving `bare_app()` below (a route
-that reads the body and answers a small JSON document — what any Flask webhook costs before it does
-anything). Both stay up; a closed-loop load generator (urllib3, one kept-alive connection pool, N threads)
-drives each in turn at concurrency 1, 8 and 32, sides alternating round by round, and the figures are the
-medians of the per-round ratios (other helpers load this 2-core machine too: single rounds are noisy).
+Starts a private `redis-server` and three gunicorn servers launched exactly as the Procfile's `web` line
+(`gunicorn -c python:bot.gunicorn_conf …`, so the same worker class, worker count, access log and log
+format): one serving `bot.web:create_app()`, one `bare_app()` below (a route that reads the body and answers
+a small JSON document — what any Flask webhook costs before it does anything), and one `floor_app()` (the
+bare route plus one Redis SET NX through redis-py: what any webhook that durably deduplicates costs). All
+stay up; a closed-loop load generator (urllib3, one kept-alive connection pool, N threads) drives each in
+turn at concurrency 1, 8 and 32, each side first in turn round by round, and the figures are the medians
+of the per-round ratios (other work loads this 2-core machine too: single rounds are noisy).
 
 Also: deliveries lost (202s against the jobs in Redis), a redelivery storm (one delivery id sent many
 times at once → exactly one job) and Redis stopped → 503.
@@ -45,7 +46,7 @@ from flask import Flask, jsonify, request
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
-from benchkit import Figure, p99  # noqa: E402
+from benchkit import Figure, median, p99  # noqa: E402
 
 from bot.queue import TRIAGE_QUEUE  # noqa: E402
 from bot.redis_server import RedisServer, free_port  # noqa: E402
@@ -64,6 +65,25 @@ def bare_app() -> Flask:
     def webhook():  # type: ignore[no-untyped-def]
         request.get_data(cache=False)
         return jsonify(delivery=request.headers.get("X-GitHub-Delivery"), ok=True), 202
+
+    return app
+
+
+def floor_app() -> Flask:
+    """The floor of any durable webhook: the bare route plus one Redis write through redis-py (SET NX with
+    a TTL of the delivery id, what deduplication alone needs), to the same Redis as the webhook's. What
+    the webhook costs above this is verification, parsing, validation, routing and the job itself."""
+    from bot.queue import connect
+
+    app = Flask("floor")
+    connection = connect(os.environ["REDIS_URL"])
+
+    @app.post("/webhook")
+    def webhook():  # type: ignore[no-untyped-def]
+        request.get_data(cache=False)
+        delivery = request.headers.get("X-GitHub-Delivery")
+        connection.set(f"bench:floor:{delivery}", 1, nx=True, ex=600)
+        return jsonify(delivery=delivery, ok=True), 202
 
     return app
 
@@ -219,6 +239,7 @@ def servers(redis_url: str, extra: list[str], log: Path) -> Iterator[dict[str, S
     sides = {
         "webhook": Server("bot.web:create_app()", redis_url, extra),
         "bare": Server("bench_front_door:bare_app()", redis_url, extra),
+        "floor": Server("bench_front_door:floor_app()", redis_url, extra),
     }
     try:
         for side in sides.values():
@@ -237,18 +258,25 @@ def measure(quick: bool, extra: list[str]) -> list[Figure]:
     body = _payload(1)
     sent: list[str] = []
     accepted = 0
-    ratios: dict[int, dict[str, list[float]]] = {c: {"throughput": [], "p99": []} for c in CONCURRENCY}
+    ratios: dict[int, dict[str, list[float]]] = {
+        c: {"throughput": [], "p99": [], "floor": [], "over floor": []} for c in CONCURRENCY
+    }
     raw: dict[int, dict[str, list[float]]] = {c: {} for c in CONCURRENCY}
     try:
         with servers(redis_server.url, extra, log) as sides:
-            feeds = {"webhook": _deliveries(body, sent), "bare": _deliveries(body, [])}
+            feeds = {
+                "webhook": _deliveries(body, sent),
+                "bare": _deliveries(body, []),
+                "floor": _deliveries(body, []),
+            }
             for name, side in sides.items():  # warm-up: imports, connections, the Lua script
                 drive(side.url, 8, 200, feeds[name])
             accepted_before = connection.llen(f"rq:queue:{TRIAGE_QUEUE}")
             sent.clear()
             for index in range(rounds):
                 for concurrency in CONCURRENCY:
-                    order = ("webhook", "bare") if index % 2 == 0 else ("bare", "webhook")
+                    names = list(sides)
+                    order = names[index % 3 :] + names[: index % 3]  # each side first in turn
                     loads = {
                         name: drive(sides[name].url, concurrency, per_round, feeds[name]) for name in order
                     }
@@ -257,9 +285,13 @@ def measure(quick: bool, extra: list[str]) -> list[Figure]:
                     web, bare = loads["webhook"], loads["bare"]
                     ratios[concurrency]["throughput"].append(web.throughput / bare.throughput)
                     ratios[concurrency]["p99"].append(p99(web.latencies) / p99(bare.latencies))
+                    floor = loads["floor"]
+                    ratios[concurrency]["floor"].append(floor.throughput / bare.throughput)
+                    ratios[concurrency]["over floor"].append(web.throughput / floor.throughput)
                     for key, value in (
                         ("web_rps", web.throughput),
                         ("bare_rps", bare.throughput),
+                        ("floor_rps", floor.throughput),
                         ("web_p99", p99(web.latencies) * 1000),
                         ("bare_p99", p99(bare.latencies) * 1000),
                     ):
@@ -286,6 +318,14 @@ def measure(quick: bool, extra: list[str]) -> list[Figure]:
                 target=0.8,
                 better="higher",
                 detail=f"{m['web_rps']:.0f} vs {m['bare_rps']:.0f} req/s; median of {rounds} rounds; {label}",
+            )
+        )
+        figures.append(
+            Figure(
+                NAME,
+                f"floor (bare route + one Redis SET NX) ÷ bare route, c={concurrency}",
+                statistics.median(r["floor"]),
+                detail=f"{m['floor_rps']:.0f} req/s; webhook ÷ floor {median(r['over floor']):.2f}×",
             )
         )
         figures.append(
@@ -333,7 +373,7 @@ def measure(quick: bool, extra: list[str]) -> list[Figure]:
 
 
 def _check(loads: dict[str, Load]) -> None:
-    expected = {"webhook": 202, "bare": 202}
+    expected = {"webhook": 202, "bare": 202, "floor": 202}
     for name, load in loads.items():
         if set(load.statuses) != {expected[name]}:
             raise RuntimeError(f"{name} answered {load.statuses}; see the gunicorn log")

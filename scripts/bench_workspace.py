@@ -1,4 +1,6 @@
-"""Workspaces (issue 13, item 3): what a run's worktree costs on top of `git worktree add`, 8 runs of one
+"""Workspaces (issue 13, item 3): what a later run's worktree costs on top of `git worktree add` — the
+combined `prepare(fetch=True)` (freshness check overlapped with the checkout), and for comparison
+`prepare` alone and `sync` then `prepare` one after the other —, 8 runs of one
 repository starting together against 8 in a row, and a large repository's first run with a blobless
 partial mirror against a full one. Remotes are local bare repositories (`file://`); sides interleave round
 by round and figures are medians, since other work loads the same CPUs.
@@ -55,8 +57,9 @@ def _timed_pair(sides: dict[str, Callable[[], float]], rounds: int) -> dict[str,
 
 
 def _later_worktree(root: Path, remote_url: str, repo: str, rounds: int) -> dict[str, list[float]]:
-    """A later run (mirror up to date): `sync` + `prepare(fetch=False)` as `run_on_github` does, and
-    `prepare` alone, against `git worktree add` of the same commit in the same mirror."""
+    """A later run (mirror up to date): `prepare(fetch=True)`, which checks the remote for pushes while it
+    checks out; `sync` then `prepare(fetch=False)`, one after the other; and `prepare` alone — against
+    `git worktree add` of the same commit in the same mirror."""
     workspace = Workspace(root / "data", remote_url)
     mirror = workspace.sync(repo, token=None)
     sha = _git("--git-dir", str(mirror), "rev-parse", "refs/remotes/origin/HEAD")
@@ -70,28 +73,35 @@ def _later_worktree(root: Path, remote_url: str, repo: str, rounds: int) -> dict
         _git("--git-dir", str(mirror), "worktree", "remove", "--force", str(path))
         return elapsed
 
-    def run(fetch: bool) -> Callable[[], float]:
+    def run(how: str) -> Callable[[], float]:
         def call() -> float:
             run_id = f"r{next(counter)}"
             started = time.perf_counter()
-            if fetch:
-                workspace.sync(repo, token=None)
-            worktree = workspace.prepare(repo, run_id, f"archon/{run_id}", token=None, base=sha, fetch=False)
+            if how == "combined":
+                worktree = workspace.prepare(repo, run_id, f"archon/{run_id}", token=None)
+            else:
+                if how == "serial":
+                    workspace.sync(repo, token=None)
+                worktree = workspace.prepare(
+                    repo, run_id, f"archon/{run_id}", token=None, base=sha, fetch=False
+                )
             elapsed = time.perf_counter() - started
+            assert worktree.head() == sha
             workspace.remove(worktree)
             return elapsed
 
         return call
 
-    return _timed_pair({"worktree add": bare_add, "prepare": run(False), "sync+prepare": run(True)}, rounds)
+    sides = {"worktree add": bare_add, "prepare": run("alone"), "sync+prepare": run("combined")}
+    return _timed_pair({**sides, "sync, then prepare": run("serial")}, rounds)
 
 
 def _one_run(data_dir: str, remote_url: str, run_id: str) -> str:
-    """A run's workspace in its own process, as an RQ work-horse gets it: sync, snapshot, prepare."""
+    """A run's workspace in its own process, as an RQ work-horse gets it: the worktree (its freshness check
+    overlapped), then the files of the commit it started from."""
     workspace = Workspace(Path(data_dir), remote_url)
-    workspace.sync(REPO, token=None)
-    files = workspace.snapshot(REPO)
-    worktree = workspace.prepare(REPO, run_id, f"archon/{run_id}", token=None, base=files.commit, fetch=False)
+    worktree = workspace.prepare(REPO, run_id, f"archon/{run_id}", token=None)
+    workspace.snapshot(REPO, worktree.base_tip)
     worktree.release()
     return worktree.base_sha
 
@@ -197,11 +207,18 @@ def _later_figures(label: str, samples: dict[str, list[float]]) -> list[Figure]:
             f"later run's worktree ({label}): prepare ÷ worktree add", samples, "prepare", "worktree add", 1.1
         ),
         _ratio(
-            f"later run's worktree ({label}): sync+prepare ÷ worktree add",
+            f"later run's worktree ({label}): sync+prepare (one call, overlapped) ÷ worktree add",
             samples,
             "sync+prepare",
             "worktree add",
             1.1,
+        ),
+        _ratio(
+            f"later run's worktree ({label}): sync, then prepare (one after the other) ÷ worktree add",
+            samples,
+            "sync, then prepare",
+            "worktree add",
+            None,
         ),
     ]
 

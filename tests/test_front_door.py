@@ -171,3 +171,40 @@ def test_redis_down_is_503_and_nothing_is_counted(settings: Settings) -> None:
     body = encode(labeled("archon:plan-opus impl-kimi"))
     answer = client.post("/webhook", data=body, headers=delivery_headers("issues", body, delivery="down"))
     assert answer.status_code == 503 and answer.json["delivery"] == "down"
+
+
+def test_accept_survives_a_flushed_script_and_a_closed_connection(redis_conn: redis.Redis) -> None:
+    """Each handler thread holds its own connection for the accept script: a server that lost the script,
+    or closed that connection while it was idle (a restart), costs no delivery."""
+    queue = JobQueue(redis_conn)
+    assert queue.accept_delivery("f-1", [_task("f-1")]) == ["triage-f-1-0"]
+    redis_conn.script_flush()
+    assert queue.accept_delivery("f-2", [_task("f-2")]) == ["triage-f-2-0"]
+    redis_conn.client_kill_filter(_type="normal", skipme=True)
+    assert queue.accept_delivery("f-3", [_task("f-3")]) == ["triage-f-3-0"]
+    assert queue.accept_delivery("f-3", [_task("f-3")]) is None
+    assert Queue(TRIAGE_QUEUE, connection=redis_conn).job_ids == [f"triage-f-{n}-0" for n in (1, 2, 3)]
+
+
+def test_each_handler_thread_accepts_on_its_own_connection(counting: redis.Redis) -> None:
+    """Held per thread (the same one for every delivery the thread answers), never shared between two."""
+    queue = JobQueue(counting)
+    held: dict[str, tuple[object, object]] = {}
+    together = threading.Barrier(4)
+
+    def accept(delivery: str) -> None:
+        queue.accept_delivery(delivery, [_task(delivery)])
+        first = queue._line()
+        queue.accept_delivery(f"{delivery}-again", [_task(f"{delivery}-again")])
+        held[delivery] = (first, queue._line())
+        together.wait(timeout=60)  # all alive at once, so no two could have reused one object
+
+    threads = [threading.Thread(target=accept, args=(f"t-{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(first is again for first, again in held.values())
+    assert len({id(first) for first, _ in held.values()}) == 4
+    assert all(isinstance(first, CountingConnection) for first, _ in held.values())  # the client's class
+    assert len(Queue(TRIAGE_QUEUE, connection=counting).job_ids) == 8
