@@ -909,9 +909,7 @@ class Workspace:
         if state.started > ticket:
             return FreshnessCheck(ticket, served=state.finished > ticket)
         held = _shared_lock(mirror.with_suffix(".refresh"))
-        generation = state.started + 1
-        _write_stamp(stamp, FetchStamp(generation, state.finished))
-        self.refreshes += 1
+        generation = self._take_generation(stamp, state)
         listing = pool.submit(_list_remote, mirror, url, network, token)
         return FreshnessCheck(ticket, generation=generation, listing=listing, held=held)
 
@@ -938,8 +936,7 @@ class Workspace:
             # already applied a newer listing (never go back to ours): nothing to apply
             if not fresh and state.finished < check.generation:
                 self._apply(repo, mirror, remote, token)
-            state = _read_stamp(stamp)
-            _write_stamp(stamp, FetchStamp(state.started, max(state.finished, check.generation)))
+            _mark_finished(stamp, check.generation)
         check.close()
         return fresh
 
@@ -949,14 +946,18 @@ class Workspace:
         """A whole refresh under the mirror's lock (the caller holds it): a new mirror's first fetch
         (`partial`: blobless), or a caller's own after the refresh it waited for failed."""
         stamp = mirror.with_suffix(".fetch")
-        state = _read_stamp(stamp)
-        generation = state.started + 1
-        _write_stamp(stamp, FetchStamp(generation, state.finished))
-        self.refreshes += 1
+        generation = self._take_generation(stamp, _read_stamp(stamp))
         check_repository_config(mirror)  # before git reads it to reach the remote
         remote = _list_remote(mirror, self.remote_url(repo), network, token)
         self._apply(repo, mirror, remote, token, partial=partial)
-        _write_stamp(stamp, FetchStamp(generation, max(state.finished, generation)))
+        _mark_finished(stamp, generation)
+
+    def _take_generation(self, stamp: Path, state: FetchStamp) -> int:
+        """Under the mirror's lock: start the next refresh (`started + 1`), counted; its generation."""
+        generation = state.started + 1
+        _write_stamp(stamp, FetchStamp(generation, state.finished))
+        self.refreshes += 1
+        return generation
 
     def _apply(
         self, repo: str, mirror: Path, remote: RefState, token: str | None, *, partial: bool = False
@@ -1292,6 +1293,12 @@ def _wait_for(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+
+
+def _mark_finished(stamp: Path, generation: int) -> None:
+    """Under the mirror's lock: refresh `generation` has ended; `finished` never goes back."""
+    state = _read_stamp(stamp)
+    _write_stamp(stamp, FetchStamp(state.started, max(state.finished, generation)))
 
 
 def _new_git_dir(mirror: Path, path: Path) -> Path:
