@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import redis
@@ -33,7 +34,7 @@ from rq.timeouts import UnixSignalDeathPenalty
 from bot.logs import log_context
 from bot.metrics import count, observe_run
 from bot.queue import LIVE_RUNS_KEY
-from bot.runs import NodeState, Revision, RunRecord, RunState, RunStore, now
+from bot.runs import Revision, RunRecord, RunState, RunStore, now
 from bot.secrets import describe_error
 
 log = logging.getLogger(__name__)
@@ -177,26 +178,21 @@ def fail_run(
     """End a run that its job can no longer end: the record (the node that was running marked failed,
     so `/archon retry` resumes there), then the status comment. Idempotent: a run already ended is left
     alone, so the killed-horse handler, RQ's cleanup and `reconcile` may all arrive."""
-    store = RunStore(connection)
-    record = store.load(run_id)
-    if record is None or not (record.state.active or (record.state is state and _running(record))):
-        return None  # ended already (a node still marked running is closed: `/archon cancel` came first)
-    record.state, record.finished_at, record.error = state, now(), reason
-    for node in record.nodes.values():
-        if node.state is NodeState.RUNNING:
-            node.state, node.error, node.finished_at = NodeState.FAILED, reason or "stopped", now()
-            record.failed_node = node.id
-    if state is RunState.CANCELLED and record.summary:
-        summary = None  # keep "Cancelled by @someone" written by the cancel command
-    record.summary = summary or record.summary
-    store.save(record)  # Redis first: the record is right even if GitHub is away
-    if record.bench_id is None:  # a benchmark cell is shown on its benchmark's status comment
+    record = RunStore(connection).update(run_id, partial(_end, reason, state, summary))
+    if record is not None and record.bench_id is None:  # a cell is shown on its benchmark's status comment
         _publish(connection, record)
     return record
 
 
-def _running(record: RunRecord) -> bool:
-    return any(node.state is NodeState.RUNNING for node in record.nodes.values())
+def _end(reason: str | None, state: RunState, summary: str | None, record: RunRecord) -> bool:
+    """`fail_run`'s change to the stored record; False when there is nothing to change. A record ended
+    by another writer (`/archon cancel`) keeps its state and words; only a node left running is closed."""
+    if not record.state.active:
+        return record.close_running(reason or "stopped")
+    record.state, record.finished_at, record.error = state, now(), reason
+    record.summary = summary or record.summary
+    record.close_running(reason or "stopped")
+    return True
 
 
 def _publish(connection: redis.Redis, record: RunRecord) -> None:

@@ -36,7 +36,7 @@ from bot.publish import (
 from bot.queue import JobQueue
 from bot.repo_config import CONFIG_PATH, RepoConfigError, parse_repo_config, registry_for
 from bot.runner import git_workspace, pull_evidence, run_on_github
-from bot.runs import Revision, RunRecord, RunState, RunStore, now
+from bot.runs import Revision, RunEnded, RunRecord, RunState, RunStore, now
 from bot.settings import Settings, load_settings
 from bot.triage import Triage, run_of_pull
 from bot.triage import bot_login as _bot_login  # recognising the bot's own pull requests lives in triage
@@ -89,8 +89,8 @@ def on_triage_failure(job: Job, connection: Any, exc_type: type, value: BaseExce
 # --- runs ------------------------------------------------------------------------------------------
 
 
-def _load(connection: Any, run_id: str) -> tuple[RunStore, RunRecord]:
-    store = RunStore(connection)
+def _load(connection: Any, run_id: str, *, for_job: bool = False) -> tuple[RunStore, RunRecord]:
+    store = RunStore(connection, for_job=for_job)
     record = store.load(run_id)
     if record is None:
         raise LookupError(f"run {run_id} has no record in Redis (expired or never saved)")
@@ -108,7 +108,7 @@ def execute_run(run_id: str) -> str:
 
 
 def _execute_run(job: Job, run_id: str) -> str:
-    store, record = _load(job.connection, run_id)
+    store, record = _load(job.connection, run_id, for_job=True)  # `/archon cancel` may end it meanwhile
     if record.state is RunState.CANCELLED:
         return f"run {run_id} was cancelled before it started"
     settings = load_settings()
@@ -155,6 +155,10 @@ def on_run_failure(job: Job, connection: Any, exc_type: type, value: BaseExcepti
     if (failure := failures.failure_of(job, exc_type, value)) is None:
         return  # RQ will try again, from the node that failed
     run_id = job.meta["run_id"]
+    if isinstance(value, RunEnded):  # cancelled meanwhile: its nodes are closed, its words kept
+        log.info("run %s (%s) stopped writing: %s", run_id, job.id, value)
+        failures.fail_run(connection, run_id, None)
+        return
     failures.report(failure, partial(failures.fail_run, connection, run_id), f"run {run_id}")
 
 

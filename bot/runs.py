@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -166,18 +167,59 @@ class RunRecord(BaseModel):
     def usage(self) -> Usage:
         return sum((node.usage for node in self.nodes.values()), Usage())
 
+    def cancel(self, by: str) -> bool:
+        """End the run as `/archon cancel` from @`by` does, its running node closed; False if it has
+        ended already (nothing to cancel)."""
+        if not (self.state.active or self.state is RunState.WAITING):
+            return False
+        self.state, self.finished_at, self.summary = RunState.CANCELLED, now(), f"Cancelled by @{by}."
+        self.close_running("cancelled")
+        return True
+
+    def close_running(self, error: str) -> bool:
+        """Mark the nodes still running failed, for a run ended from outside its job (a cancel, a dead
+        work-horse), so `/archon retry` resumes at them. Returns whether any was running."""
+        running = [node for node in self.nodes.values() if node.state is NodeState.RUNNING]
+        for node in running:
+            node.state, node.error, node.finished_at = NodeState.FAILED, error, now()
+            self.failed_node = node.id
+        return bool(running)
+
     @property
     def cost_usd(self) -> float:
         return round(sum(node.cost_usd for node in self.nodes.values()), 6)
 
 
+class RunEnded(Exception):
+    """A run's own job tried to write its record after another writer had ended the run (`/archon
+    cancel`, or a failure path that declared its job dead): the job's copy is stale and must not land."""
+
+
+def ended_elsewhere(stored: RunState, writing: RunState) -> bool:
+    """Whether a job's write of `writing` over `stored` would undo an end it did not write: a cancelled
+    run stays cancelled, and an ended run is never made queued or running again by its old job (only
+    `/archon retry` or `approve` do that, through triage)."""
+    if stored is RunState.CANCELLED:
+        return writing is not RunState.CANCELLED
+    return not stored.active and writing.active
+
+
 class RunStore:
     """Redis adapter for run records. Records are redacted on save: they hold node errors, outputs and
-    summaries, which quote commands, models and exceptions, and they outlive the run by months."""
+    summaries, which quote commands, models and exceptions, and they outlive the run by months.
 
-    def __init__(self, connection: redis.Redis, redactor: Redactor | None = None) -> None:
+    A record has several writers: the run's job, triage (`/archon cancel`, `retry`) and the failure
+    paths, on any machine. `for_job=True` is the store a run's job writes through: each save checks, in
+    the same transaction, that nobody else ended the run meanwhile (else `RunEnded`). Writers that
+    change a record they did not just make use `update`, a read-modify-write that cannot lose a
+    concurrent write."""
+
+    def __init__(
+        self, connection: redis.Redis, redactor: Redactor | None = None, *, for_job: bool = False
+    ) -> None:
         self.redis = connection
         self._redactor = redactor
+        self._for_job = for_job
 
     @staticmethod
     def _key(run_id: str) -> str:
@@ -188,17 +230,52 @@ class RunStore:
         return f"archon:issue-runs:{repo}#{issue}"
 
     def save(self, record: RunRecord) -> None:
-        config = record.config
+        text = self._text(record)
+        if not self._for_job:
+            with self.redis.pipeline() as pipe:
+                self._write(pipe, record, text)
+                pipe.execute()
+            return
+
+        def guarded(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.get(self._key(record.run_id))
+            if raw is not None and ended_elsewhere(RunState(json.loads(raw)["state"]), record.state):
+                raise RunEnded(f"run {record.run_id} was ended by another writer while its job ran")
+            pipe.multi()
+            self._write(pipe, record, text)
+
+        self.redis.transaction(guarded, self._key(record.run_id))
+
+    def update(self, run_id: str, change: Callable[[RunRecord], bool]) -> RunRecord | None:
+        """Apply `change` to the stored record and write it back, atomically: if another writer saves
+        the record in between, the read and `change` run again on what it wrote. `change` returns
+        whether there is anything to write. Returns the record as written, or None (no record, or no
+        change)."""
+        key = self._key(run_id)
+
+        def attempt(pipe: redis.client.Pipeline) -> RunRecord | None:
+            raw = pipe.get(key)
+            record = RunRecord.model_validate_json(raw) if raw else None
+            if record is None or not change(record):
+                return None
+            pipe.multi()
+            self._write(pipe, record, self._text(record))
+            return record
+
+        return self.redis.transaction(attempt, key, value_from_callable=True)
+
+    def _text(self, record: RunRecord) -> str:
         data = (self._redactor or default_redactor()).redact_obj(record.model_dump(mode="json"))
-        with self.redis.pipeline() as pipe:
-            pipe.set(self._key(record.run_id), json.dumps(data, ensure_ascii=False), ex=RECORD_TTL)
-            pipe.zadd(
-                self._issue_key(config.repo, config.issue), {record.run_id: record.created_at.timestamp()}
-            )
-            pipe.expire(self._issue_key(config.repo, config.issue), RECORD_TTL)
-            if record.bench_id is None:  # a benchmark counts once, as itself (bot/bench/orchestrate.py)
-                index_active(pipe, record.installation_id, record.run_id, record.state.active)
-            pipe.execute()
+        return json.dumps(data, ensure_ascii=False)
+
+    def _write(self, pipe: redis.client.Pipeline, record: RunRecord, text: str) -> None:
+        """The record, its issue's index and the installation's active set, queued on one pipeline."""
+        config = record.config
+        pipe.set(self._key(record.run_id), text, ex=RECORD_TTL)
+        pipe.zadd(self._issue_key(config.repo, config.issue), {record.run_id: record.created_at.timestamp()})
+        pipe.expire(self._issue_key(config.repo, config.issue), RECORD_TTL)
+        if record.bench_id is None:  # a benchmark counts once, as itself (bot/bench/orchestrate.py)
+            index_active(pipe, record.installation_id, record.run_id, record.state.active)
 
     def load(self, run_id: str) -> RunRecord | None:
         raw = self.redis.get(self._key(run_id))

@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from github.PullRequest import PullRequest
@@ -294,14 +295,30 @@ class Triage:
         for record in self._runs():
             if not (record.state.active or record.state is RunState.WAITING):
                 continue
+            # Redis first, one read-modify-write, the record complete (its running node closed): the
+            # job and the failure path its stop sets off write this record too, and find it ended.
+            ended = self.store.update(record.run_id, partial(RunRecord.cancel, by=self.task.sender))
+            if ended is None:
+                continue  # it ended on its own meanwhile
             self.queue.cancel(record.job_id)
-            record.state, record.finished_at = RunState.CANCELLED, now()
-            record.summary = f"Cancelled by @{self.task.sender}."
-            self.post_status(record)
+            self._show_status(ended)
             cancelled.append(f"`{record.run_id}` ({record.config.pairing()})")
         if not cancelled:
             return self.reply("there is no queued, running or waiting Archon run on this issue to cancel.")
         return self.reply("cancelled " + ", ".join(cancelled) + ".")
+
+    def _show_status(self, record: RunRecord) -> None:
+        """The status comment of a record already saved. Only the comment's address is written back, onto
+        what the record holds by then, so a write that came meanwhile is kept."""
+        posted = self.forge.upsert_comment(
+            record.config.issue, STATUS_KIND, record.run_id, render_status(record)
+        )
+
+        def note(stored: RunRecord) -> bool:
+            stored.status_comment_id, stored.status_comment_url = posted.id, posted.html_url
+            return True
+
+        self.store.update(record.run_id, note)
 
     def _runs(self) -> list[RunRecord]:
         """This issue's runs; benchmark cells are shown and handled through their benchmark."""
