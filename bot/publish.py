@@ -177,8 +177,11 @@ class StatusEdits:
         interval_s: float = 0.0,
         cooldown_s: float = PROGRESS_COOLDOWN_S,
         final_policy: RetryPolicy = FINAL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.forge, self.store = forge, store
+        """`clock`: seconds on a monotonic scale; tests pass their own to decide what comes "too soon"
+        without depending on how fast a loaded machine runs (the timer itself waits in real time)."""
+        self.forge, self.store, self.clock = forge, store, clock
         self.interval_s, self.cooldown_s, self.final_policy = interval_s, cooldown_s, final_policy
         self._lock = threading.Lock()
         self._next_at = 0.0  # monotonic time before which no progress edit is sent
@@ -196,7 +199,7 @@ class StatusEdits:
         with self._lock:
             if self._closed:
                 return
-            wait = self._next_at - time.monotonic()
+            wait = self._next_at - self.clock()
             if record.status_comment_id is None or wait <= 0:
                 self._drop_pending()
                 self._edit(record, body)
@@ -241,7 +244,7 @@ class StatusEdits:
 
     def _edit(self, record: RunRecord, body: str, *, timer: bool = False) -> None:
         """One best-effort edit (held lock): a failure is logged and starts the cool-down."""
-        self._next_at = time.monotonic() + self.interval_s
+        self._next_at = self.clock() + self.interval_s
         try:
             if timer:
                 self._moved = _put_status(self.forge.with_policy(ONCE), record, body)
@@ -250,7 +253,7 @@ class StatusEdits:
             else:
                 self._write(record, body, self.forge.with_policy(ONCE))
         except WRITE_ERRORS as error:
-            self._next_at = time.monotonic() + max(self.cooldown_s, self.interval_s)
+            self._next_at = self.clock() + max(self.cooldown_s, self.interval_s)
             log.warning(
                 "run %s: status comment not updated (%s); the record is saved, edits pause for %.0fs",
                 record.run_id,

@@ -121,28 +121,36 @@ def test_with_interval_zero_every_change_is_written(github: FakeGitHub, redis_co
 
 def test_a_coalesced_change_is_written_when_the_interval_has_passed(github: FakeGitHub, redis_conn) -> None:
     """A long node must not leave the comment showing the node before it: the change that came too soon
-    is written by a timer once the interval is over, without another change to carry it."""
-    record = queued_record(redis_conn)
-    edits = StatusEdits(forge(), RunStore(redis_conn), interval_s=0.3)
+    is written by a timer once the interval is over, without another change to carry it. The clock is
+    the test's, so "too soon" holds however slowly a loaded machine runs; the timer waits 0.2 s for real."""
+    record, now = queued_record(redis_conn), [100.0]
+    edits = StatusEdits(forge(), RunStore(redis_conn), interval_s=0.3, clock=lambda: now[0])
     running(record, "plan")
-    edits.show(record)
+    edits.show(record)  # written: the first change
+    now[0] = 100.1
     running(record, "plan", "implement")
-    edits.show(record)  # too soon: pending
-    github.wait_for(lambda: "implement" in status_comments(github)[0]["body"])
-    assert len(github.calls_to("PATCH", COMMENT)) == 2
+    edits.show(record)  # 0.1 s after the edit: pending, for the timer
+    patches = github.wait_for(lambda: (found := github.calls_to("PATCH", COMMENT))[1:] and found)
+    assert ["implement" in p.body["body"] for p in patches] == [False, True]
+    assert "implement" in status_comments(github)[0]["body"]
     edits.close()
 
 
 def test_after_close_a_pending_change_is_never_written(github: FakeGitHub, redis_conn) -> None:
-    """Another writer (the failure path) may own the final state after `close`: nothing stale lands."""
-    record = queued_record(redis_conn)
-    edits = StatusEdits(forge(), RunStore(redis_conn), interval_s=0.2)
+    """Another writer (the failure path) may own the final state after `close`: nothing stale lands —
+    the pending edit's timer is cancelled, and a timer that fired regardless writes nothing."""
+    record, now = queued_record(redis_conn), [100.0]
+    edits = StatusEdits(forge(), RunStore(redis_conn), interval_s=30, clock=lambda: now[0])
     running(record, "plan")
     edits.show(record)
     running(record, "plan", "implement")
-    edits.show(record)
+    edits.show(record)  # pending: its timer would fire in 30 s
+    timer = edits._timer
+    assert timer is not None
     edits.close()
-    threading.Event().wait(0.6)  # past the interval: a timer that survived close would have written
+    timer.join(timeout=20)
+    assert not timer.is_alive()  # cancelled, not waiting out its 30 s
+    timer.function()  # as if it had fired after all
     assert len(github.calls_to("PATCH", COMMENT)) == 1
     assert "implement" not in status_comments(github)[0]["body"]
 

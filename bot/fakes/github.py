@@ -340,17 +340,17 @@ class FakeGitHub(Operations, ThreadOperations, CheckOperations):
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         request = Request(environ)
-        response, call = self._handle(request)
-        with self._changed:
-            self.calls.append(call)
-            self._changed.notify_all()
+        response = self._handle(request)
         if self._openapi is not None:
             self._validate(request, response)
         return response(environ, start_response)
 
-    def _handle(self, request: Request) -> tuple[Response, Call]:
+    def _handle(self, request: Request) -> Response:
+        """Answer `request` and record its call. A call that changed state is recorded in the same
+        critical section as the change, so a test that waited for the change counts its call too."""
         path = request.path[len(self.prefix) :] if request.path.startswith(self.prefix) else request.path
         call = Call(request.method, path, dict(request.args), None, 0, "none")
+        recorded = False
         try:
             body = call.body = _json_body(request)
             call.auth = self._authenticate(request)
@@ -360,6 +360,9 @@ class FakeGitHub(Operations, ThreadOperations, CheckOperations):
             endpoint, args = self._routes.bind_to_environ(request.environ).match()
             with self._changed:
                 status, payload, headers = getattr(self, f"_op_{endpoint}")(request, call, body, **args)
+                if failure is None:
+                    call.status, recorded = status, True
+                    self.calls.append(call)
                 self._changed.notify_all()
             if failure is not None:
                 raise failure.error()  # performed, but the answer is lost
@@ -370,7 +373,11 @@ class FakeGitHub(Operations, ThreadOperations, CheckOperations):
             status, payload, headers = 404, obj.error(404, "Not Found"), {}
         except HTTPException as error:
             status, payload, headers = error.code or 400, obj.error(error.code or 400, error.name), {}
-        call.status = status
+        if not recorded:
+            with self._changed:
+                call.status = status
+                self.calls.append(call)
+                self._changed.notify_all()
         text = "" if payload is None else json.dumps(payload)
         response = Response(
             text,
@@ -378,7 +385,7 @@ class FakeGitHub(Operations, ThreadOperations, CheckOperations):
             headers=_rate_headers() | headers,
             content_type="application/json; charset=utf-8" if payload is not None else None,
         )
-        return response, call
+        return response
 
     def _take_failure(self, method: str, path: str, body: Any) -> _Failure | None:
         """The first injected failure this request matches, counted as used."""
