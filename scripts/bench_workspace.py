@@ -11,6 +11,7 @@ by round and figures are medians, since other work loads the same CPUs.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -96,14 +97,22 @@ def _later_worktree(root: Path, remote_url: str, repo: str, rounds: int) -> dict
     return _timed_pair({**sides, "sync, then prepare": run("serial")}, rounds)
 
 
-def _one_run(data_dir: str, remote_url: str, run_id: str) -> str:
+def _cpu() -> float:
+    """CPU seconds this process and the children it has waited for (its git calls) have used."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def _one_run(data_dir: str, remote_url: str, run_id: str) -> float:
     """A run's workspace in its own process, as an RQ work-horse gets it: the worktree (its freshness check
-    overlapped), then the files of the commit it started from."""
+    overlapped), then the files of the commit it started from. Returns the CPU seconds it took, git's
+    included, so the batch's figure can be set against what two cores can do at best."""
+    started = _cpu()
     workspace = Workspace(Path(data_dir), remote_url)
     worktree = workspace.prepare(REPO, run_id, f"archon/{run_id}", token=None)
     workspace.snapshot(REPO, worktree.base_tip)
     worktree.release()
-    return worktree.base_sha
+    return _cpu() - started
 
 
 def _warm(_: int) -> None:
@@ -111,11 +120,16 @@ def _warm(_: int) -> None:
 
 
 def _eight(root: Path, remote: Path, rounds: int) -> dict[str, list[float]]:
-    """8 runs after a push: one after the other, and all at once from 8 processes."""
+    """8 runs after a push: one after the other, and all at once from 8 processes. Besides the wall times,
+    per batch, what the runs cost in CPU (theirs and their git calls'): `cpu floor`, the in-a-row batch's
+    CPU ÷ (cores × its wall time) — the together ratio if every core were kept busy with no more work
+    than the runs in a row do; and `together cpu`, the together batch's CPU ÷ the in-a-row batch's (what
+    running side by side adds: contention for the mirror's lock and the cores)."""
     url = f"file://{remote.parent.parent}"
     data = root / "eight"
     Workspace(data, url).sync(REPO, token=None)
     counter = iter(range(1_000_000))
+    cores, cpu = os.cpu_count() or 1, {True: [], False: []}
     with multiprocessing.get_context("spawn").Pool(8) as pool:
         pool.map(_warm, range(8))
 
@@ -124,17 +138,20 @@ def _eight(root: Path, remote: Path, rounds: int) -> dict[str, list[float]]:
             ids = [f"r{next(counter)}" for _ in range(8)]
             started = time.perf_counter()
             if together:
-                pool.starmap(_one_run, [(str(data), url, run_id) for run_id in ids])
+                used = sum(pool.starmap(_one_run, [(str(data), url, run_id) for run_id in ids]))
             else:
-                for run_id in ids:
-                    pool.apply(_one_run, (str(data), url, run_id))
+                used = sum(pool.apply(_one_run, (str(data), url, run_id)) for run_id in ids)
             elapsed = time.perf_counter() - started
+            cpu[together].append(used)
             workspace = Workspace(data, url)
             for run_id in ids:
                 workspace.remove_run(run_id)
             return elapsed
 
-        return _timed_pair({"in a row": lambda: batch(False), "together": lambda: batch(True)}, rounds)
+        samples = _timed_pair({"in a row": lambda: batch(False), "together": lambda: batch(True)}, rounds)
+    floors = [used / (cores * wall) for used, wall in zip(cpu[False], samples["in a row"], strict=True)]
+    extra = [ours / theirs for ours, theirs in zip(cpu[True], cpu[False], strict=True)]
+    return {**samples, "cpu floor": floors, "together cpu": extra}
 
 
 def _first_run(root: Path, remotes: Path, rounds: int) -> tuple[dict[str, list[float]], dict[str, int]]:
@@ -189,6 +206,18 @@ def figures(quick: bool = False) -> list[Figure]:
         *_later_figures("2,000 files", later_large),
         _ratio(
             "8 runs together ÷ 8 in a row (after a push, 8 processes)", eight, "together", "in a row", 0.5
+        ),
+        Figure(
+            NAME,
+            f"8 runs: the CPU floor on {os.cpu_count()} cores (CPU of 8 in a row ÷ (cores × their wall))",
+            median(eight["cpu floor"]),
+            detail=f"the together ratio if every core were busy, n={len(eight['cpu floor'])}",
+        ),
+        Figure(
+            NAME,
+            "8 runs: CPU together ÷ CPU in a row (theirs and their git calls')",
+            median(eight["together cpu"]),
+            detail=f"what running side by side adds, n={len(eight['together cpu'])}",
         ),
         _ratio(
             "first run, 10,000 commits: partial ÷ full mirror",
