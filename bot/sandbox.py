@@ -22,7 +22,8 @@ machine offers one, else `RLIMIT_NPROC`), and the output kept (read as it comes 
 buffer, never the whole stream in memory).
 
 `ARCHON_SANDBOX=off`, or `auto` on a machine without a working bwrap, runs commands without the mount and
-network isolation (still with the scrubbed environment, limits and process-group kill); the worker says so
+network isolation (still with the scrubbed environment and limits; `sandbox_reaper.py` stands in for the
+namespace's PID 1, so what a command leaves behind, `setsid` or not, still dies with it); the worker says so
 once in its log and `/healthz` says so too. `required` refuses to start without bwrap.
 """
 
@@ -92,6 +93,9 @@ SANDBOX_HOME = "/tmp/home"
 PROXY_PORT = 3128
 PROXY_SOCKET = "/run/archon/proxy.sock"
 BRIDGE_SCRIPT = "/run/archon/bridge.py"
+REAPER_SCRIPT = Path(__file__).with_name("sandbox_reaper.py")
+REAPER_CLEAN_UP = signal.SIGUSR1  # sandbox_reaper.CLEAN_UP (that file is run by path, not imported)
+_REAPER_GRACE_S = 10.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _DRAIN_TIMEOUT_S = 5.0
 _READ_CHUNK = 65536
@@ -236,7 +240,7 @@ class Sandbox:
                 full = session.bwrap_command(argv, inner_env)
                 outer_env = _outer_env()
             else:
-                full, outer_env = list(argv), {**inner_env, "HOME": session.home, "TMPDIR": session.home}
+                full, outer_env = _reaped(argv), {**inner_env, "HOME": session.home, "TMPDIR": session.home}
             return _supervise(
                 full, outer_env, root, timeout_s, max_output_bytes, self.policy, argv, session, sandboxed
             )
@@ -293,6 +297,12 @@ def _inner_env(extra: Mapping[str, str] | None) -> dict[str, str]:
         env["PYENV_ROOT"] = str(root)
     env.update(extra or {})
     return env
+
+
+def _reaped(argv: Sequence[str]) -> list[str]:
+    """An unsandboxed command runs under `sandbox_reaper.py`, which stands in for the namespace's PID 1:
+    what the command leaves behind, `setsid` or not, dies when it ends, at the deadline, or with the job."""
+    return [sys.executable, "-I", "-S", str(REAPER_SCRIPT), str(os.getpid()), *argv]
 
 
 def _argv(command: str | Sequence[str]) -> tuple[str, ...]:
@@ -530,9 +540,9 @@ def _supervise(
     )
     buffer = _Buffer(max(1024, max_output))
     try:
-        timed_out = _read_until(proc, buffer, started + timeout_s)
+        timed_out = _read_until(proc, buffer, started + timeout_s, reaper=not sandboxed)
     finally:
-        _kill_tree(proc, session.cgroup)
+        _kill_tree(proc, session.cgroup, reaper=not sandboxed)
         proc.wait()
         assert proc.stdout is not None
         proc.stdout.close()
@@ -547,7 +557,7 @@ def _supervise(
     )
 
 
-def _read_until(proc: subprocess.Popen[bytes], buffer: _Buffer, deadline: float) -> bool:
+def _read_until(proc: subprocess.Popen[bytes], buffer: _Buffer, deadline: float, *, reaper: bool) -> bool:
     """Copy output into `buffer` until the command ends; True when the deadline came first (the tree is
     then killed, and what is still in the pipe drained for a moment)."""
     assert proc.stdout is not None
@@ -557,7 +567,7 @@ def _read_until(proc: subprocess.Popen[bytes], buffer: _Buffer, deadline: float)
             # Output closed; an unsandboxed command may still run (`exec >/dev/null`) until the deadline.
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             return False
-    _kill_tree(proc, None)
+    _kill_tree(proc, None, reaper=reaper)
     _drain(fd, buffer, time.monotonic() + _DRAIN_TIMEOUT_S)
     return True
 
@@ -581,9 +591,15 @@ def _pump(fd: int, buffer: _Buffer) -> bool:
     return True
 
 
-def _kill_tree(proc: subprocess.Popen[bytes], cgroup: _PidsCgroup | None) -> None:
-    """SIGKILL the process group (bwrap, or the unsandboxed shell and its group). Under bwrap that kills
-    the namespace's PID 1, and the kernel then kills every process in the namespace."""
+def _kill_tree(proc: subprocess.Popen[bytes], cgroup: _PidsCgroup | None, *, reaper: bool) -> None:
+    """SIGKILL the process group. Under bwrap that kills the namespace's PID 1, and the kernel then kills
+    every process in the namespace. Unsandboxed, the reaper is asked first to kill every descendant,
+    including those that left the group; the group kill is the fallback."""
+    if reaper and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(proc.pid, REAPER_CLEAN_UP)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=_REAPER_GRACE_S)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     if cgroup is not None:

@@ -1,7 +1,8 @@
 """Sandbox overhead per command: the same commands through `Sandbox.run` with bubblewrap and without.
 
 Both sides go through the one command runner (scrubbed environment, rlimits, pids cgroup, the bounded
-output reader), so the difference is what bubblewrap adds: namespaces, the mount table, its PID 1.
+output reader). The difference is what bubblewrap adds (namespaces, the mount table, its PID 1) set against
+what its unsandboxed stand-in costs (`sandbox_reaper.py`, a Python process).
 Interleaved (sandboxed, unsandboxed, sandboxed, ...) and repeated, in one run on one machine; reported
 as medians and their ratio. Record the figures in docs/performance.md.
 
