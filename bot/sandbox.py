@@ -50,6 +50,8 @@ from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot import sandbox_reaper
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "required", "off"]
@@ -93,10 +95,8 @@ SANDBOX_HOME = "/tmp/home"
 PROXY_PORT = 3128
 PROXY_SOCKET = "/run/archon/proxy.sock"
 BRIDGE_SCRIPT = "/run/archon/bridge.py"
-REAPER_SCRIPT = Path(__file__).with_name("sandbox_reaper.py")
-REAPER_CLEAN_UP = signal.SIGUSR1  # sandbox_reaper.CLEAN_UP (that file is run by path, not imported)
+REAPER_SCRIPT = Path(sandbox_reaper.__file__)  # run by path with `-I -S`: stdlib only, no bot code
 _REAPER_GRACE_S = 10.0
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _DRAIN_TIMEOUT_S = 5.0
 _READ_CHUNK = 65536
 STALE_CGROUP_S = 60
@@ -597,7 +597,7 @@ def _kill_tree(proc: subprocess.Popen[bytes], cgroup: _PidsCgroup | None, *, rea
     including those that left the group; the group kill is the fallback."""
     if reaper and proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(proc.pid, REAPER_CLEAN_UP)
+            os.kill(proc.pid, sandbox_reaper.CLEAN_UP)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=_REAPER_GRACE_S)
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -623,7 +623,7 @@ def _limit_child(policy: SandboxPolicy, cgroup: _PidsCgroup | None, parent: int)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(kind, (value, value))
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(sandbox_reaper.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(137)  # the parent died before the death signal was armed: never start the command
 
